@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string_view>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -21,6 +22,13 @@
 #include "src/options.h"
 
 namespace calib {
+
+// Borrowed bytes of a Tensor: little-endian, row-major; the caller keeps them alive
+// for the duration of the call that takes them.
+struct TensorView {
+  v1::DType dtype = v1::DTYPE_UNSPECIFIED;
+  std::string_view data;
+};
 
 class Evaluator {
  public:
@@ -32,8 +40,12 @@ class Evaluator {
 
   // Validates every value of the batch, then folds its rows in. Errors are
   // INVALID_ARGUMENT and name the byte and row counts, or the first bad row, column and
-  // value. An empty batch is fine.
-  virtual absl::Status Add(const v1::Batch& batch) = 0;
+  // value. An empty batch is fine. Rows are numbered from the first row ever added.
+  virtual absl::Status Add(TensorView logits, TensorView labels) = 0;
+  absl::Status Add(const v1::Batch& batch) {
+    return Add({batch.logits().dtype(), batch.logits().data()},
+               {batch.labels().dtype(), batch.labels().data()});
+  }
 
   // INVALID_ARGUMENT when no sample was seen (nothing sent, or everything ignored).
   virtual absl::StatusOr<v1::Report> Finish() = 0;

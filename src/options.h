@@ -42,9 +42,7 @@ struct Options {
 
   bool sigmoid() const { return mode != Mode::kSoftmax; }
   // Samples per row: 1, or K for multi-label.
-  uint32_t samples_per_row() const {
-    return mode == Mode::kMultiLabel ? num_classes : 1;
-  }
+  uint32_t samples_per_row() const { return mode == Mode::kMultiLabel ? num_classes : 1; }
 };
 
 // INVALID_ARGUMENT naming the field and its value for: num_classes 0, an unknown enum

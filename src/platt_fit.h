@@ -13,7 +13,7 @@ namespace calib {
 // Mean BCE of a z + b and its gradient and Hessian in (a, b).
 struct PlattDerivatives {
   double value = 0;
-  double ga = 0, gb = 0;            // mean (p - y) z, mean (p - y)
+  double ga = 0, gb = 0;             // mean (p - y) z, mean (p - y)
   double haa = 0, hab = 0, hbb = 0;  // mean w z^2, mean w z, mean w; w = p (1 - p)
 };
 

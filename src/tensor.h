@@ -17,7 +17,7 @@ namespace calib {
 // resolve UNSPECIFIED first with LogitsDType / LabelsDType.
 size_t DTypeSize(v1::DType dtype);
 // "float32", "int64", ...: for messages.
-std::string_view DTypeName(v1::DType dtype);
+const char* DTypeName(v1::DType dtype);
 bool IsFloatDType(v1::DType dtype);
 inline v1::DType LogitsDType(v1::DType d) {
   return d == v1::DTYPE_UNSPECIFIED ? v1::DTYPE_FLOAT32 : d;

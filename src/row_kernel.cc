@@ -1,0 +1,329 @@
+#include "src/row_kernel.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "src/labels.h"
+#include "src/tensor.h"
+
+namespace calib {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+// How far from 1 a row of probabilities may sum (metrics.md, "Input kinds").
+constexpr double kSumTolerance = 1e-3;
+
+template <typename T>
+void Widen(const char* p, uint32_t n, double* z) {
+  for (uint32_t k = 0; k < n; ++k) {
+    T v;
+    std::memcpy(&v, p + sizeof(T) * k, sizeof(T));
+    z[k] = static_cast<double>(v);
+  }
+}
+
+void WidenRow(v1::DType dtype, const char* p, uint32_t n, double* z) {
+  switch (dtype) {
+    case v1::DTYPE_FLOAT64:
+      Widen<double>(p, n, z);
+      break;
+    case v1::DTYPE_FLOAT16:
+      for (uint32_t k = 0; k < n; ++k) {
+        uint16_t h;
+        std::memcpy(&h, p + 2 * k, 2);
+        z[k] = HalfToFloat(h);
+      }
+      break;
+    case v1::DTYPE_BFLOAT16:
+      for (uint32_t k = 0; k < n; ++k) {
+        uint16_t h;
+        std::memcpy(&h, p + 2 * k, 2);
+        z[k] = BFloat16ToFloat(h);
+      }
+      break;
+    default:
+      Widen<float>(p, n, z);
+      break;
+  }
+}
+
+double Sigmoid(double x) {
+  if (x >= 0) return 1 / (1 + std::exp(-x));
+  const double e = std::exp(x);
+  return e / (1 + e);
+}
+
+// Binary cross-entropy of logit x against target y in {0, 1}, stable for any x.
+double Bce(double x, int32_t y) {
+  if (std::isinf(x)) return (x > 0) == (y == 1) ? 0 : kInf;
+  return std::max(x, 0.0) - x * y + std::log1p(std::exp(-std::abs(x)));
+}
+
+// Entropy of Bernoulli(sigmoid(x)) in nats: log(1 + e^-|x|) + |x| sigmoid(-|x|).
+double BinaryEntropy(double x) {
+  const double a = std::abs(x);
+  if (std::isinf(a)) return 0;
+  return std::log1p(std::exp(-a)) + a * Sigmoid(-a);
+}
+
+std::string At(uint64_t row, uint32_t column) {
+  return absl::StrCat("batch.logits at row ", row, ", column ", column);
+}
+
+}  // namespace
+
+std::optional<std::string> RowKernel::LoadRow(const RowSource& src, uint64_t r,
+                                              double* z) const {
+  const uint32_t c = options_.num_classes;
+  const uint64_t row = src.first_row + r;
+  WidenRow(src.dtype, src.logits + r * c * DTypeSize(src.dtype), c, z);
+  switch (options_.input_kind) {
+    case v1::INPUT_KIND_PROBABILITIES: {
+      double sum = 0;
+      for (uint32_t k = 0; k < c; ++k) {
+        if (!(z[k] >= 0 && z[k] <= 1)) {
+          return absl::StrCat(At(row, k), " is ", z[k],
+                              ", not a probability in [0, 1] (input_kind PROBABILITIES)");
+        }
+        sum += z[k];
+      }
+      if (!options_.sigmoid() && std::abs(sum - 1) > kSumTolerance) {
+        return absl::StrCat("batch.logits row ", row, " sums to ", sum,
+                            ", not 1 within 1e-3 (input_kind PROBABILITIES)");
+      }
+      for (uint32_t k = 0; k < c; ++k) {
+        z[k] = options_.sigmoid() ? std::log(z[k]) - std::log1p(-z[k]) : std::log(z[k]);
+      }
+      return std::nullopt;
+    }
+    case v1::INPUT_KIND_LOG_PROBABILITIES: {
+      bool any_finite = false;
+      for (uint32_t k = 0; k < c; ++k) {
+        if (!(z[k] <= 0)) {
+          return absl::StrCat(At(row, k), " is ", z[k],
+                              ", not a log-probability <= 0 (input_kind "
+                              "LOG_PROBABILITIES)");
+        }
+        any_finite = any_finite || std::isfinite(z[k]);
+        // log p -> logit(p) = log p - log(1 - p) = v - log(-expm1(v)).
+        if (options_.sigmoid()) z[k] = z[k] - std::log(-std::expm1(z[k]));
+      }
+      if (!any_finite && !options_.sigmoid()) {
+        return absl::StrCat("batch.logits row ", row,
+                            " is -inf everywhere: no class has a probability");
+      }
+      return std::nullopt;
+    }
+    default:
+      for (uint32_t k = 0; k < c; ++k) {
+        if (!std::isfinite(z[k])) {
+          return absl::StrCat(At(row, k), " is ", z[k], "; logits must be finite");
+        }
+      }
+      return std::nullopt;
+  }
+}
+
+absl::Status RowKernel::Accumulate(const RowSource& src, uint64_t begin, uint64_t end,
+                                   Affine affine, Sums* sums,
+                                   ConfidenceSample* samples) const {
+  const uint32_t c = options_.num_classes;
+  const uint32_t per_row = options_.samples_per_row();
+  const bool check_probabilities = options_.input_kind == v1::INPUT_KIND_LOGITS;
+  std::vector<double> z(c);
+  for (uint64_t r = begin; r < end; ++r) {
+    if (auto bad = LoadRow(src, r, z.data())) return absl::InvalidArgumentError(*bad);
+    const int32_t* labels = src.labels + r * per_row;
+    if (options_.sigmoid()) {
+      AddSigmoidRow(z.data(), labels, affine, sums, &samples);
+    } else if (labels[0] != kIgnoredLabel) {
+      AddSoftmaxRow(z.data(), labels[0], affine, sums, &samples);
+    } else {
+      continue;  // an ignored row says nothing about the kind of input either
+    }
+    if (check_probabilities && sums->looks_like_probabilities) {
+      double sum = 0;
+      bool in_range = true;
+      for (uint32_t k = 0; k < c; ++k) {
+        in_range = in_range && z[k] >= 0 && z[k] <= 1;
+        sum += z[k];
+      }
+      sums->looks_like_probabilities =
+          in_range && (options_.sigmoid() || std::abs(sum - 1) <= kSumTolerance);
+    }
+  }
+  return absl::OkStatus();
+}
+
+void RowKernel::AddSoftmaxRow(const double* z, int32_t label, Affine affine, Sums* sums,
+                              ConfidenceSample** samples) const {
+  const uint32_t c = options_.num_classes;
+  const double s = affine.scale;
+  // argmax on the unscaled logits: ties to the smallest index, and a positive scale
+  // cannot change it.
+  uint32_t argmax = 0;
+  for (uint32_t k = 1; k < c; ++k) {
+    if (z[k] > z[argmax]) argmax = k;
+  }
+  const double m = s * z[argmax];
+  double sum_exp = 0, sum_sq = 0, sum_pz = 0;  // sum_pz: sum e^(x-m) (x-m)
+  for (uint32_t k = 0; k < c; ++k) {
+    if (z[k] == -kInf) continue;
+    const double d = s * z[k] - m;
+    const double e = std::exp(d);
+    sum_exp += e;
+    sum_sq += e * e;
+    sum_pz += e * d;
+  }
+  const double log_sum = std::log(sum_exp);
+  const double p_label = z[label] == -kInf ? 0 : std::exp(s * z[label] - m) / sum_exp;
+  const double confidence = 1 / sum_exp;
+  const bool correct = argmax == static_cast<uint32_t>(label);
+
+  sums->samples += 1;
+  sums->correct += correct;
+  sums->nll += z[label] == -kInf ? kInf : log_sum - (s * z[label] - m);
+  sums->brier += sum_sq / (sum_exp * sum_exp) - 2 * p_label + 1;
+  sums->confidence += confidence;
+  sums->entropy += log_sum - sum_pz / sum_exp;
+  if (!sums->top_k.empty()) {
+    uint32_t rank = 0;
+    for (uint32_t k = 0; k < c; ++k) {
+      rank += z[k] > z[label] || (z[k] == z[label] && k < static_cast<uint32_t>(label));
+    }
+    for (size_t i = 0; i < options_.top_k.size(); ++i) {
+      sums->top_k[i] += rank < options_.top_k[i];
+    }
+  }
+  BinSums& bin =
+      sums->bins[EqualWidthBin(confidence, options_.num_bins, options_.left_closed)];
+  bin.count += 1;
+  bin.positives += correct;
+  bin.sum_confidence += confidence;
+  *(*samples)++ = {confidence, static_cast<uint8_t>(correct)};
+
+  if (!sums->class_bins.empty()) {
+    for (uint32_t k = 0; k < c; ++k) {
+      const double p = z[k] == -kInf ? 0 : std::exp(s * z[k] - m) / sum_exp;
+      BinSums& cb =
+          sums->class_bins[size_t{k} * options_.num_bins +
+                           EqualWidthBin(p, options_.num_bins, options_.left_closed)];
+      cb.count += 1;
+      cb.positives += k == static_cast<uint32_t>(label);
+      cb.sum_confidence += p;
+    }
+  }
+}
+
+void RowKernel::AddSigmoidRow(const double* z, const int32_t* targets, Affine affine,
+                              Sums* sums, ConfidenceSample** samples) const {
+  for (uint32_t k = 0; k < options_.num_classes; ++k) {
+    const int32_t y = targets[k];
+    if (y == kIgnoredLabel) continue;
+    const double x = affine.scale * z[k] + affine.shift;
+    const double p = Sigmoid(x);
+    const bool correct = (x > 0) == (y == 1);
+    sums->samples += 1;
+    sums->correct += correct;
+    sums->nll += Bce(x, y);
+    sums->brier += (p - y) * (p - y);
+    sums->confidence += p;
+    sums->entropy += BinaryEntropy(x);
+    // Positive-class convention: bin p against y; TOP_LABEL: max(p, 1-p) against
+    // correctness (metrics.md).
+    const double c = options_.top_label ? std::max(p, 1 - p) : p;
+    const bool a = options_.top_label ? correct : y == 1;
+    BinSums& bin = sums->bins[EqualWidthBin(c, options_.num_bins, options_.left_closed)];
+    bin.count += 1;
+    bin.positives += a;
+    bin.sum_confidence += c;
+    *(*samples)++ = {c, static_cast<uint8_t>(a)};
+    if (!sums->class_bins.empty()) {
+      BinSums& cb =
+          sums->class_bins[size_t{k} * options_.num_bins +
+                           EqualWidthBin(p, options_.num_bins, options_.left_closed)];
+      cb.count += 1;
+      cb.positives += y == 1;
+      cb.sum_confidence += p;
+    }
+  }
+}
+
+NllDerivatives RowKernel::TemperatureTerms(const RowSource& src, uint64_t begin,
+                                           uint64_t end, double beta) const {
+  const uint32_t c = options_.num_classes;
+  const uint32_t per_row = options_.samples_per_row();
+  std::vector<double> z(c);
+  NllDerivatives out;
+  for (uint64_t r = begin; r < end; ++r) {
+    LoadRow(src, r, z.data());
+    const int32_t* labels = src.labels + r * per_row;
+    if (options_.sigmoid()) {
+      for (uint32_t k = 0; k < c; ++k) {
+        const int32_t y = labels[k];
+        if (y == kIgnoredLabel) continue;
+        const double x = beta * z[k];
+        if (std::isinf(x) && (x > 0) == (y == 1)) continue;  // certain and right
+        const double p = Sigmoid(x);
+        out.value += Bce(x, y);
+        out.d1 += (p - y) * z[k];
+        out.d2 += p * (1 - p) * z[k] * z[k];
+      }
+      continue;
+    }
+    const int32_t y = labels[0];
+    if (y == kIgnoredLabel) continue;
+    double zmax = z[0];
+    for (uint32_t k = 1; k < c; ++k) zmax = std::max(zmax, z[k]);
+    // Moments of z - zmax under p(beta), shifted for stability.
+    double sum_exp = 0, sum_pd = 0;
+    for (uint32_t k = 0; k < c; ++k) {
+      if (z[k] == -kInf) continue;
+      const double e = std::exp(beta * (z[k] - zmax));
+      sum_exp += e;
+      sum_pd += e * (z[k] - zmax);
+    }
+    const double mean = sum_pd / sum_exp;
+    double var = 0;
+    for (uint32_t k = 0; k < c; ++k) {
+      if (z[k] == -kInf) continue;
+      const double d = z[k] - zmax - mean;
+      var += std::exp(beta * (z[k] - zmax)) * d * d;
+    }
+    out.value += std::log(sum_exp) - beta * (z[y] - zmax);
+    out.d1 += mean - (z[y] - zmax);
+    out.d2 += var / sum_exp;
+  }
+  return out;
+}
+
+PlattDerivatives RowKernel::PlattTerms(const RowSource& src, uint64_t begin, uint64_t end,
+                                       double a, double b) const {
+  const uint32_t c = options_.num_classes;
+  std::vector<double> z(c);
+  PlattDerivatives out;
+  for (uint64_t r = begin; r < end; ++r) {
+    LoadRow(src, r, z.data());
+    const int32_t* targets = src.labels + r * c;
+    for (uint32_t k = 0; k < c; ++k) {
+      const int32_t y = targets[k];
+      if (y == kIgnoredLabel || std::isinf(z[k])) continue;
+      const double x = a * z[k] + b;
+      const double p = Sigmoid(x);
+      const double w = p * (1 - p);
+      out.value += Bce(x, y);
+      out.ga += (p - y) * z[k];
+      out.gb += p - y;
+      out.haa += w * z[k] * z[k];
+      out.hab += w * z[k];
+      out.hbb += w;
+    }
+  }
+  return out;
+}
+
+}  // namespace calib
