@@ -10,8 +10,8 @@ namespace {
 
 // The search runs on u = log(beta), which makes it scale-free: g(u) = NLL(e^u) has
 // g'(u) = beta d1, whose sign is the sign of d1, and d1 only grows with beta because
-// NLL is convex in beta. So g has one minimum and every evaluation halves the line by
-// the sign of d1.
+// NLL is convex in beta. So g has one minimum, and the sign of d1 at any point tells
+// on which side of it the point lies.
 
 // Newton's last step is taken without another pass once it is shorter than this (in
 // u, so relative in T) or once the error left after it is predicted below
@@ -128,13 +128,17 @@ TemperatureFitResult FitTemperature(
     last_proposal = newton.value_or(0);
     const bool bracketed = rising ? hi_seen : lo_seen;
     const double limit = std::max(1.0, 2 * std::abs(last_step));
+    auto within = [&](double v) { return v > lo && v < hi; };
     double next;
-    if (!creeping &&
-        (bracketed ? u + *newton > lo && u + *newton < hi : std::abs(*newton) <= limit)) {
-      next = u + *newton;
-    } else if (!bracketed) {
+    if (!bracketed) {
       // Expand geometrically toward the optimum until d1 changes sign.
-      next = rising ? u + limit : u - limit;
+      next = !creeping ? u + *newton : rising ? u + limit : u - limit;
+    } else if (newton && !creeping && within(u + *newton)) {
+      next = u + *newton;
+    } else if (newton && creeping && within(u + 2 * *newton)) {
+      // A creeping Newton step falls short every time; twice it likely crosses the
+      // optimum and closes the bracket tightly around it.
+      next = u + 2 * *newton;
     } else {
       if (hi - lo <= kBracketTolerance) return inside(0.5 * (lo + hi), true);
       next = 0.5 * (lo + hi);
