@@ -1,6 +1,7 @@
 #include "src/metrics.h"
 
 #include "absl/types/span.h"
+#include "src/smooth_ece.h"
 
 namespace calib {
 
@@ -33,6 +34,7 @@ void BuildMetrics(const Options& options, const Sums& sums,
       AppendEqualMassBins(samples, options.num_bins, options.confidence_level,
                           out->mutable_equal_mass_bins());
   out->set_ece_equal_mass(mass.ece);
+  if (options.smooth_ece) out->set_smooth_ece(SmoothEce(samples));
 
   if (options.classwise) {
     // Mean over the classes (labels) that have samples; for SOFTMAX that is all.
