@@ -1,1 +1,225 @@
-// placeholder
+#include "server/calibration_service.h"
+
+#include <exception>
+#include <memory>
+#include <new>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "server/call_log.h"
+#include "server/grpc_status.h"
+#include "src/status_macros.h"
+
+namespace calib {
+namespace {
+
+absl::Status CancelledStatus() { return absl::CancelledError("the call was cancelled"); }
+
+// What the client saw, as far as the server knows: a call that gRPC cancelled or failed
+// (the client went away, a deadline, a message over the size limit) ignored our Finish.
+// The context is valid until OnDone returns, and by then its cancellation is settled.
+grpc::StatusCode LoggedCode(const grpc::CallbackServerContext& context,
+                            grpc::StatusCode finished_with) {
+  return context.IsCancelled() ? grpc::StatusCode::CANCELLED : finished_with;
+}
+
+// Runs one step of a call's work. The engine reports its errors as statuses; this only
+// keeps an allocation failure or a bug from taking every other call down with it.
+template <typename Step>
+absl::Status RunStep(Step step) {
+  try {
+    return step();
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError("the server ran out of memory for this call");
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("evaluation failed: ", e.what()));
+  }
+}
+
+// Evaluate: the whole request is one batch. The reactor lives from the call's start to
+// OnDone; its only work is the task it enqueues, which ends with Finish.
+class EvaluateReactor final : public grpc::ServerUnaryReactor {
+ public:
+  EvaluateReactor(grpc::CallbackServerContext* context,
+                  const v1::EvaluateRequest* request, v1::EvaluateResponse* response,
+                  const EvaluationLimits& limits, tbb::task_arena* arena)
+      : context_(context),
+        request_(request),
+        response_(response),
+        limits_(limits),
+        log_("Evaluate", context->peer()) {
+    log_.AddBytes(request->ByteSizeLong());
+    arena->enqueue([this] { End(RunStep([this] { return Run(); })); });
+  }
+
+  void OnDone() override {
+    log_.Write(LoggedCode(*context_, code_));
+    delete this;
+  }
+
+ private:
+  absl::Status Run() {
+    if (context_->IsCancelled()) return CancelledStatus();
+    if (!request_->has_config()) {
+      return absl::InvalidArgumentError(
+          "config is missing: Evaluate needs a config with num_classes and a batch");
+    }
+    CALIB_ASSIGN_OR_RETURN(std::unique_ptr<LimitedEvaluator> evaluator,
+                           LimitedEvaluator::Create(request_->config(), limits_));
+    CALIB_RETURN_IF_ERROR(evaluator->Add(request_->batch()));
+    if (context_->IsCancelled()) return CancelledStatus();
+    CALIB_ASSIGN_OR_RETURN(*response_->mutable_report(), evaluator->Finish());
+    log_.SetSamples(response_->report().metrics().num_samples());
+    return absl::OkStatus();
+  }
+
+  // The last touch of `this` outside OnDone.
+  void End(const absl::Status& status) {
+    grpc::Status result = ToGrpcStatus(status);
+    code_ = result.error_code();
+    Finish(std::move(result));
+  }
+
+  grpc::CallbackServerContext* const context_;
+  const v1::EvaluateRequest* const request_;
+  v1::EvaluateResponse* const response_;
+  const EvaluationLimits limits_;
+  CallLog log_;
+  grpc::StatusCode code_ = grpc::StatusCode::UNKNOWN;
+};
+
+// EvaluateStream, shaped like route_guide's RecordRoute: one read outstanding at a time.
+// Each message is consumed by a task on the arena, which then either ends the call or
+// starts the next read; so the Evaluator is only ever used by one thread at a time, and
+// the next read happens-after the previous task through gRPC's own synchronization.
+class EvaluateStreamReactor final
+    : public grpc::ServerReadReactor<v1::EvaluateStreamRequest> {
+ public:
+  EvaluateStreamReactor(grpc::CallbackServerContext* context,
+                        v1::EvaluateStreamResponse* response,
+                        const EvaluationLimits& limits, tbb::task_arena* arena)
+      : context_(context),
+        response_(response),
+        limits_(limits),
+        arena_(arena),
+        log_("EvaluateStream", context->peer()) {
+    // Tells the client at once that the stream was taken (WaitForInitialMetadata), so
+    // it knows a shutdown that starts later will let this stream finish.
+    StartSendInitialMetadata();
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      // The client half-closed, or the call is broken (then Report sees it cancelled).
+      arena_->enqueue([this] { End(RunStep([this] { return Report(); })); });
+      return;
+    }
+    ++messages_;
+    log_.AddBytes(request_.ByteSizeLong());
+    arena_->enqueue([this] {
+      absl::Status status = RunStep([this] { return Consume(); });
+      if (status.ok()) {
+        StartRead(&request_);
+      } else {
+        End(status);
+      }
+    });
+  }
+
+  void OnDone() override {
+    log_.Write(LoggedCode(*context_, code_));
+    delete this;
+  }
+
+ private:
+  absl::Status Consume() {
+    if (context_->IsCancelled()) return CancelledStatus();
+    switch (request_.kind_case()) {
+      case v1::EvaluateStreamRequest::kConfig: {
+        if (evaluator_ != nullptr) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("message ", messages_,
+                           " is a second config: a stream has one config, first"));
+        }
+        CALIB_ASSIGN_OR_RETURN(evaluator_,
+                               LimitedEvaluator::Create(request_.config(), limits_));
+        return absl::OkStatus();
+      }
+      case v1::EvaluateStreamRequest::kBatch:
+        if (evaluator_ == nullptr) {
+          return absl::FailedPreconditionError(
+              "the first message of a stream must be the config, not a batch");
+        }
+        return evaluator_->Add(request_.batch());
+      case v1::EvaluateStreamRequest::KIND_NOT_SET:
+        break;
+    }
+    if (evaluator_ == nullptr) {
+      return absl::FailedPreconditionError(
+          "the first message of a stream must be the config; it set neither config nor "
+          "batch");
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("message ", messages_, " sets neither config nor batch"));
+  }
+
+  absl::Status Report() {
+    if (context_->IsCancelled()) return CancelledStatus();
+    if (evaluator_ == nullptr) {
+      return absl::FailedPreconditionError(
+          "the stream ended without a config: its first message must be the config");
+    }
+    CALIB_ASSIGN_OR_RETURN(*response_->mutable_report(), evaluator_->Finish());
+    log_.SetSamples(response_->report().metrics().num_samples());
+    return absl::OkStatus();
+  }
+
+  // The last touch of `this` outside OnDone.
+  void End(const absl::Status& status) {
+    grpc::Status result = ToGrpcStatus(status);
+    code_ = result.error_code();
+    Finish(std::move(result));
+  }
+
+  grpc::CallbackServerContext* const context_;
+  v1::EvaluateStreamResponse* const response_;
+  const EvaluationLimits limits_;
+  tbb::task_arena* const arena_;
+  CallLog log_;
+  v1::EvaluateStreamRequest request_;
+  uint64_t messages_ = 0;
+  std::unique_ptr<LimitedEvaluator> evaluator_;
+  grpc::StatusCode code_ = grpc::StatusCode::UNKNOWN;
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* CalibrationServiceImpl::Evaluate(
+    grpc::CallbackServerContext* context, const v1::EvaluateRequest* request,
+    v1::EvaluateResponse* response) {
+  return new EvaluateReactor(context, request, response, limits_, arena_);
+}
+
+grpc::ServerReadReactor<v1::EvaluateStreamRequest>*
+CalibrationServiceImpl::EvaluateStream(grpc::CallbackServerContext* context,
+                                       v1::EvaluateStreamResponse* response) {
+  return new EvaluateStreamReactor(context, response, limits_, arena_);
+}
+
+grpc::ServerUnaryReactor* CalibrationServiceImpl::GetServerInfo(
+    grpc::CallbackServerContext* context, const v1::GetServerInfoRequest* /*request*/,
+    v1::GetServerInfoResponse* response) {
+  CallLog log("GetServerInfo", context->peer());
+  response->set_version(CALIB_VERSION);
+  response->set_max_message_bytes(max_message_bytes_);
+  response->set_max_rows(limits_.max_rows);
+  response->set_max_classes(limits_.max_classes);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  log.Write(grpc::StatusCode::OK);
+  return reactor;
+}
+
+}  // namespace calib

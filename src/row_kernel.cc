@@ -257,7 +257,7 @@ NllDerivatives RowKernel::TemperatureTerms(const RowSource& src, uint64_t begin,
                                            uint64_t end, double beta) const {
   const uint32_t c = options_.num_classes;
   const uint32_t per_row = options_.samples_per_row();
-  std::vector<double> z(c);
+  std::vector<double> z(c), e(c);
   NllDerivatives out;
   for (uint64_t r = begin; r < end; ++r) {
     LoadRow(src, r, z.data());
@@ -282,17 +282,17 @@ NllDerivatives RowKernel::TemperatureTerms(const RowSource& src, uint64_t begin,
     // Moments of z - zmax under p(beta), shifted for stability.
     double sum_exp = 0, sum_pd = 0;
     for (uint32_t k = 0; k < c; ++k) {
-      if (z[k] == -kInf) continue;
-      const double e = std::exp(beta * (z[k] - zmax));
-      sum_exp += e;
-      sum_pd += e * (z[k] - zmax);
+      e[k] = z[k] == -kInf ? 0 : std::exp(beta * (z[k] - zmax));
+      if (e[k] == 0) continue;
+      sum_exp += e[k];
+      sum_pd += e[k] * (z[k] - zmax);
     }
     const double mean = sum_pd / sum_exp;
     double var = 0;
     for (uint32_t k = 0; k < c; ++k) {
-      if (z[k] == -kInf) continue;
+      if (e[k] == 0) continue;
       const double d = z[k] - zmax - mean;
-      var += std::exp(beta * (z[k] - zmax)) * d * d;
+      var += e[k] * d * d;
     }
     out.value += std::log(sum_exp) - beta * (z[y] - zmax);
     out.d1 += mean - (z[y] - zmax);

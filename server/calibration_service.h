@@ -1,0 +1,44 @@
+// CalibrationServiceImpl: calib.v1.CalibrationService on gRPC's callback API.
+// gRPC threads only move messages: each config, batch and end of stream is handed as a
+// task to the one oneTBB arena the server computes in, and that task ends the call or
+// asks for the next message. A call that goes wrong ends alone; others go on.
+// Thread-safe. `arena` must outlive the grpc::Server the service is registered with.
+#ifndef CALIB_SERVER_CALIBRATION_SERVICE_H_
+#define CALIB_SERVER_CALIBRATION_SERVICE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <cstdint>
+
+#include "calib/v1/calibration.grpc.pb.h"
+#include "oneapi/tbb/task_arena.h"
+#include "server/limited_evaluator.h"
+
+namespace calib {
+
+class CalibrationServiceImpl final : public v1::CalibrationService::CallbackService {
+ public:
+  // `max_message_bytes` is only reported: the ServerBuilder enforces it.
+  CalibrationServiceImpl(const EvaluationLimits& limits, uint64_t max_message_bytes,
+                         tbb::task_arena* arena)
+      : limits_(limits), max_message_bytes_(max_message_bytes), arena_(arena) {}
+
+  grpc::ServerUnaryReactor* Evaluate(grpc::CallbackServerContext* context,
+                                     const v1::EvaluateRequest* request,
+                                     v1::EvaluateResponse* response) override;
+  grpc::ServerReadReactor<v1::EvaluateStreamRequest>* EvaluateStream(
+      grpc::CallbackServerContext* context,
+      v1::EvaluateStreamResponse* response) override;
+  grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* context,
+                                          const v1::GetServerInfoRequest* request,
+                                          v1::GetServerInfoResponse* response) override;
+
+ private:
+  const EvaluationLimits limits_;
+  const uint64_t max_message_bytes_;
+  tbb::task_arena* const arena_;
+};
+
+}  // namespace calib
+
+#endif  // CALIB_SERVER_CALIBRATION_SERVICE_H_

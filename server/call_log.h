@@ -1,0 +1,38 @@
+// CallLog: the record of one call, written as one logfmt line on stderr when the call
+// ends, e.g.
+//   calibd call method=Evaluate peer=ipv4:127.0.0.1:5555 samples=1000 bytes=40000
+//   status=OK seconds=0.012
+// A CallLog belongs to one call and is touched by one thread at a time (the call's
+// reactor hands it along with its work); Write is safe from any number of calls at once.
+#ifndef CALIB_SERVER_CALL_LOG_H_
+#define CALIB_SERVER_CALL_LOG_H_
+
+#include <grpcpp/support/status.h>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace calib {
+
+class CallLog {
+ public:
+  // Starts the clock.
+  CallLog(std::string method, std::string peer);
+
+  void AddBytes(uint64_t bytes) { bytes_ += bytes; }
+  void SetSamples(uint64_t samples) { samples_ = samples; }
+  // Writes the line with the seconds since construction.
+  void Write(grpc::StatusCode code) const;
+
+ private:
+  const std::string method_;
+  const std::string peer_;
+  const std::chrono::steady_clock::time_point start_;
+  uint64_t bytes_ = 0;
+  uint64_t samples_ = 0;
+};
+
+}  // namespace calib
+
+#endif  // CALIB_SERVER_CALL_LOG_H_
