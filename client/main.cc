@@ -1,1 +1,121 @@
-int main() { return 0; }
+// calib: the command-line client. `calib eval` evaluates logits and labels files in
+// process or on a calibd server and prints tables or JSON; `calib health` checks a
+// server. Every failure is one line "calib: ..." on stderr and a non-zero exit: 2 for a
+// usage error, 1 for anything else.
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "client/command_line.h"
+#include "client/input_files.h"
+#include "client/remote.h"
+#include "client/report_json.h"
+#include "client/report_table.h"
+#include "src/evaluator.h"
+#include "src/status_macros.h"
+
+namespace calib {
+namespace {
+
+constexpr int kFailure = 1;
+constexpr int kUsage = 2;
+
+int Fail(const absl::Status& status, int exit_code) {
+  std::cerr << "calib: " << status.message() << std::endl;
+  return exit_code;
+}
+
+std::string DefaultServer() {
+  const char* server = std::getenv("CALIB_SERVER");
+  return server == nullptr ? "" : server;
+}
+
+absl::StatusOr<v1::Report> EvaluateInProcess(const v1::EvaluationConfig& config,
+                                             const EvalInput& input) {
+  CALIB_ASSIGN_OR_RETURN(std::unique_ptr<Evaluator> evaluator, Evaluator::Create(config));
+  CALIB_RETURN_IF_ERROR(evaluator->Add({input.logits.dtype, input.logits.data},
+                                       {input.labels.dtype, input.labels.data}));
+  return evaluator->Finish();
+}
+
+absl::Status WriteOutput(const std::string& text, const std::string& path) {
+  const bool to_stdout = path == "-";
+  std::FILE* file = to_stdout ? stdout : std::fopen(path.c_str(), "wb");
+  if (file == nullptr) {
+    return absl::InvalidArgumentError("cannot write " + path + ": " +
+                                      std::strerror(errno));
+  }
+  const bool written = std::fwrite(text.data(), 1, text.size(), file) == text.size();
+  const bool flushed = (to_stdout ? std::fflush(file) : std::fclose(file)) == 0;
+  if (!written || !flushed) {
+    return absl::UnavailableError("cannot write " + (to_stdout ? "stdout" : path) + ": " +
+                                  std::strerror(errno));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunEval(const EvalCommand& command) {
+  CALIB_ASSIGN_OR_RETURN(const EvalInput input,
+                         LoadEvalInput(command.logits_path, command.labels_path,
+                                       command.config.activation()));
+  v1::EvaluationConfig config = command.config;
+  config.set_num_classes(input.num_classes);
+  absl::StatusOr<v1::Report> report =
+      command.server.empty()
+          ? EvaluateInProcess(config, input)
+          : EvaluateRemote(command.server, config, input, command.chunk_bytes);
+  if (!report.ok()) return report.status();
+  if (!command.json_path) return WriteOutput(FormatReportTable(*report), "-");
+  CALIB_ASSIGN_OR_RETURN(const std::string json, ReportToJson(*report));
+  return WriteOutput(json, *command.json_path);
+}
+
+int Main(const std::vector<std::string>& args) {
+  if (args.empty()) {
+    return Fail(absl::InvalidArgumentError("missing command; see calib --help"), kUsage);
+  }
+  const std::string& command = args.front();
+  const std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (command == "--help" || command == "-h" || command == "help") {
+    std::cout << kMainHelp;
+    return 0;
+  }
+  if (command == "eval") {
+    absl::StatusOr<EvalCommand> eval = ParseEvalCommand(rest, DefaultServer());
+    if (!eval.ok()) return Fail(eval.status(), kUsage);
+    if (eval->help) {
+      std::cout << kEvalHelp;
+      return 0;
+    }
+    const absl::Status status = RunEval(*eval);
+    return status.ok() ? 0 : Fail(status, kFailure);
+  }
+  if (command == "health") {
+    absl::StatusOr<HealthCommand> health = ParseHealthCommand(rest, DefaultServer());
+    if (!health.ok()) return Fail(health.status(), kUsage);
+    if (health->help) {
+      std::cout << kHealthHelp;
+      return 0;
+    }
+    const auto serving = CheckHealth(health->server, health->service);
+    if (!serving.ok()) return Fail(serving.status(), kFailure);
+    std::cout << grpc::health::v1::HealthCheckResponse::ServingStatus_Name(*serving)
+              << std::endl;
+    return *serving == grpc::health::v1::HealthCheckResponse::SERVING ? 0 : kFailure;
+  }
+  return Fail(absl::InvalidArgumentError("unknown command '" + command +
+                                         "'; expected eval or health (see calib --help)"),
+              kUsage);
+}
+
+}  // namespace
+}  // namespace calib
+
+int main(int argc, char** argv) {
+  return calib::Main(std::vector<std::string>(argv + 1, argv + argc));
+}

@@ -9,7 +9,7 @@ bash scripts/install-deps.sh
 bash scripts/build.sh "$root/build" >/dev/null
 
 log="$(mktemp)"
-./build/calibd --listen 127.0.0.1:0 2>"$log" &
+./build/calibd --listen 127.0.0.1:0 >"$log" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -f "$log"' EXIT
 for _ in $(seq 100); do

@@ -1,0 +1,227 @@
+#include "client/command_line.h"
+
+#include <limits>
+#include <map>
+#include <set>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "client/remote.h"
+#include "src/flags.h"
+#include "src/status_macros.h"
+
+namespace calib {
+
+const std::string_view kMainHelp =
+    R"(calib: how well a classifier's confidence matches its accuracy (ECE, reliability
+bins, NLL, Brier, temperature scaling), from its logits and the true labels.
+
+Usage:
+  calib eval --logits FILE --labels FILE [options]   evaluate, in-process or on calibd
+  calib health --server HOST:PORT                    ask a calibd server if it serves
+  calib --help | calib eval --help | calib health --help
+
+Exit status: 0 on success, 1 on a failure, 2 on a usage error.
+)";
+
+const std::string_view kEvalHelp =
+    R"(Usage: calib eval --logits FILE --labels FILE [options]
+
+FILE is a .npy array or a .csv of numbers (comma-separated, one row per line, an
+optional header line; no index column). Logits are [N, C], [N] (binary, C = 1) or
+[B, S, C] (sequences); num_classes is the last axis. Labels are class indices [N] or
+[B, S] (softmax), 0/1 targets [N] (binary) or [N, C] (multi-label sigmoid).
+.npy dtypes: logits float32, float64, float16, bfloat16 (saved by np.save as '<V2');
+labels int32, int64, uint8, bool (sigmoid targets may also be float).
+
+Input:
+  --logits FILE              the model's outputs (required)
+  --labels FILE              the true labels (required)
+  --activation A             softmax | sigmoid (default: softmax when C > 1, else sigmoid)
+  --input KIND               logits | probabilities | log-probabilities (default logits)
+  --ignore-index I           skip labels equal to I, e.g. -100
+
+Metrics:
+  --bins N                   equal-width reliability bins (default 15, at most 10000)
+  --bin-edges E              right-closed: (a, b], as scikit-learn (default) |
+                             left-closed: [a, b), as TensorFlow Probability
+  --binary-reliability R     binary sigmoid bins: positive-class (default) | top-label
+  --top-k K[,K...]           top-k accuracies, e.g. 1,5 (softmax only)
+  --classwise                also compute the classwise ECE
+  --fit-temperature          fit temperature scaling (and Platt scaling for sigmoid)
+  --smooth-ece               also compute the smooth ECE
+  --bootstrap B              bootstrap replicates for intervals (default 0: none)
+  --level L                  confidence level of the intervals (default 0.95)
+  --seed S                   seed of the bootstrap (default 0)
+
+Where and how:
+  --server HOST:PORT         evaluate on a calibd server (default: $CALIB_SERVER if set,
+                             else in-process); both give identical reports
+  --chunk-bytes N            logits+labels bytes per streamed message (default 4194304)
+  --json PATH|-              write the report as JSON to PATH, or to stdout with -,
+                             instead of printing the tables
+
+Flags take --flag value or --flag=value.
+Exit status: 0 on success, 1 on a failure, 2 on a usage error.
+)";
+
+const std::string_view kHealthHelp =
+    R"(Usage: calib health --server HOST:PORT [--service NAME]
+
+Asks the server's grpc.health.v1 service whether it serves (--service: one service,
+e.g. calib.v1.CalibrationService; default: the server as a whole) and prints the
+answer: SERVING or NOT_SERVING. --server defaults to $CALIB_SERVER.
+Exit status: 0 only when SERVING; 1 otherwise or on a failure, 2 on a usage error.
+)";
+
+namespace {
+
+template <typename Enum>
+absl::StatusOr<Enum> ParseEnum(const Flags& flags, const std::string& name,
+                               const std::map<std::string, Enum>& values) {
+  const std::optional<std::string> value = flags.Get(name);
+  if (!value) return Enum{};
+  auto it = values.find(*value);
+  if (it != values.end()) return it->second;
+  std::vector<std::string> names;
+  for (const auto& [spelling, unused] : values) names.push_back(spelling);
+  return absl::InvalidArgumentError(absl::StrCat(
+      "flag --", name, ": '", *value, "' is not one of ", absl::StrJoin(names, ", ")));
+}
+
+absl::StatusOr<uint32_t> GetUint32(const Flags& flags, const std::string& name) {
+  CALIB_ASSIGN_OR_RETURN(const uint64_t value, flags.GetUint(name, 0));
+  if (value > std::numeric_limits<uint32_t>::max()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("flag --", name, ": ", value, " is too large"));
+  }
+  return static_cast<uint32_t>(value);
+}
+
+absl::Status ParseTopK(const std::string& text, v1::EvaluationConfig* config) {
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    uint32_t k;
+    part = absl::StripAsciiWhitespace(part);
+    if (part.empty() || part[0] == '-' || !absl::SimpleAtoi(part, &k)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "flag --top-k: '", text, "' is not a comma-separated list of integers"));
+    }
+    config->add_top_k(k);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Unexpected(const Flags& flags) {
+  if (flags.positionals().empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("unexpected argument '", flags.positionals().front(), "'"));
+}
+
+}  // namespace
+
+absl::StatusOr<EvalCommand> ParseEvalCommand(const std::vector<std::string>& args,
+                                             const std::string& default_server) {
+  CALIB_ASSIGN_OR_RETURN(
+      const Flags flags,
+      Flags::Parse(args,
+                   {"logits", "labels", "server", "activation", "input", "bins",
+                    "ignore-index", "top-k", "bin-edges", "binary-reliability", "json",
+                    "chunk-bytes", "bootstrap", "level", "seed"},
+                   {"classwise", "fit-temperature", "smooth-ece", "help"}));
+  EvalCommand command;
+  CALIB_ASSIGN_OR_RETURN(command.help, flags.GetBool("help", false));
+  if (command.help) return command;
+  CALIB_RETURN_IF_ERROR(Unexpected(flags));
+  for (const char* required : {"logits", "labels"}) {
+    if (flags.GetOr(required, "").empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("missing --", required, " FILE (see calib eval --help)"));
+    }
+  }
+  command.logits_path = *flags.Get("logits");
+  command.labels_path = *flags.Get("labels");
+  command.server = flags.GetOr("server", default_server);
+
+  v1::EvaluationConfig& config = command.config;
+  CALIB_ASSIGN_OR_RETURN(
+      const v1::Activation activation,
+      ParseEnum<v1::Activation>(
+          flags, "activation",
+          {{"softmax", v1::ACTIVATION_SOFTMAX}, {"sigmoid", v1::ACTIVATION_SIGMOID}}));
+  config.set_activation(activation);
+  CALIB_ASSIGN_OR_RETURN(const v1::InputKind input_kind,
+                         ParseEnum<v1::InputKind>(
+                             flags, "input",
+                             {{"logits", v1::INPUT_KIND_LOGITS},
+                              {"probabilities", v1::INPUT_KIND_PROBABILITIES},
+                              {"log-probabilities", v1::INPUT_KIND_LOG_PROBABILITIES}}));
+  config.set_input_kind(input_kind);
+  CALIB_ASSIGN_OR_RETURN(
+      const v1::BinEdges bin_edges,
+      ParseEnum<v1::BinEdges>(flags, "bin-edges",
+                              {{"right-closed", v1::BIN_EDGES_RIGHT_CLOSED},
+                               {"left-closed", v1::BIN_EDGES_LEFT_CLOSED}}));
+  config.set_bin_edges(bin_edges);
+  CALIB_ASSIGN_OR_RETURN(const v1::BinaryReliability binary_reliability,
+                         ParseEnum<v1::BinaryReliability>(
+                             flags, "binary-reliability",
+                             {{"positive-class", v1::BINARY_RELIABILITY_POSITIVE_CLASS},
+                              {"top-label", v1::BINARY_RELIABILITY_TOP_LABEL}}));
+  config.set_binary_reliability(binary_reliability);
+
+  CALIB_ASSIGN_OR_RETURN(const uint32_t bins, GetUint32(flags, "bins"));
+  config.set_num_bins(bins);
+  if (flags.Has("ignore-index")) {
+    CALIB_ASSIGN_OR_RETURN(const int64_t ignore_index, flags.GetInt("ignore-index", 0));
+    config.set_ignore_index(ignore_index);
+  }
+  if (const std::optional<std::string> top_k = flags.Get("top-k")) {
+    CALIB_RETURN_IF_ERROR(ParseTopK(*top_k, &config));
+  }
+  CALIB_ASSIGN_OR_RETURN(const bool classwise, flags.GetBool("classwise", false));
+  config.set_classwise(classwise);
+  CALIB_ASSIGN_OR_RETURN(const bool fit, flags.GetBool("fit-temperature", false));
+  config.set_fit_temperature(fit);
+  CALIB_ASSIGN_OR_RETURN(const bool smooth_ece, flags.GetBool("smooth-ece", false));
+  config.set_smooth_ece(smooth_ece);
+  CALIB_ASSIGN_OR_RETURN(const uint32_t bootstrap, GetUint32(flags, "bootstrap"));
+  config.set_bootstrap_samples(bootstrap);
+  CALIB_ASSIGN_OR_RETURN(const double level, flags.GetDouble("level", 0));
+  config.set_confidence_level(level);
+  CALIB_ASSIGN_OR_RETURN(const uint64_t seed, flags.GetUint("seed", 0));
+  config.set_seed(seed);
+
+  if (const std::optional<std::string> json = flags.Get("json")) {
+    if (json->empty()) {
+      return absl::InvalidArgumentError("flag --json needs a path, or - for stdout");
+    }
+    command.json_path = *json;
+  }
+  CALIB_ASSIGN_OR_RETURN(command.chunk_bytes,
+                         flags.GetUint("chunk-bytes", kDefaultChunkBytes));
+  if (command.chunk_bytes == 0) {
+    return absl::InvalidArgumentError("flag --chunk-bytes: must be at least 1");
+  }
+  return command;
+}
+
+absl::StatusOr<HealthCommand> ParseHealthCommand(const std::vector<std::string>& args,
+                                                 const std::string& default_server) {
+  CALIB_ASSIGN_OR_RETURN(const Flags flags,
+                         Flags::Parse(args, {"server", "service"}, {"help"}));
+  HealthCommand command;
+  CALIB_ASSIGN_OR_RETURN(command.help, flags.GetBool("help", false));
+  if (command.help) return command;
+  CALIB_RETURN_IF_ERROR(Unexpected(flags));
+  command.server = flags.GetOr("server", default_server);
+  if (command.server.empty()) {
+    return absl::InvalidArgumentError("missing --server HOST:PORT");
+  }
+  command.service = flags.GetOr("service", "");
+  return command;
+}
+
+}  // namespace calib

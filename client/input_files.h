@@ -1,0 +1,38 @@
+// LoadEvalInput reads the logits and labels files of one evaluation (.npy or .csv, by
+// extension) and checks that they fit together: num_classes is the logits' last axis
+// (1 for a 1-D array), every other axis counts rows, and the labels hold one value per
+// row, or one per logit for a multi-label SIGMOID model. Thread-safe.
+#ifndef CALIB_CLIENT_INPUT_FILES_H_
+#define CALIB_CLIENT_INPUT_FILES_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "calib/v1/calibration.pb.h"
+#include "client/array.h"
+
+namespace calib {
+
+struct EvalInput {
+  Array logits;  // rows * num_classes values
+  Array labels;  // rows * labels_per_row values
+  uint32_t num_classes = 0;
+  uint64_t rows = 0;
+  uint32_t labels_per_row = 0;  // 1, or num_classes for multi-label SIGMOID
+};
+
+// Reads a .npy (mapped, not copied) or a .csv; .csv logits are float64, .csv labels
+// int64 when whole numbers, else float64.
+absl::StatusOr<Array> ReadArrayFile(const std::string& path, bool labels);
+
+// `activation` decides only how many labels a row has (UNSPECIFIED: SOFTMAX when the
+// logits have more than one class). INVALID_ARGUMENT naming both files and shapes when
+// they do not fit; the values themselves are the engine's to check.
+absl::StatusOr<EvalInput> LoadEvalInput(const std::string& logits_path,
+                                        const std::string& labels_path,
+                                        v1::Activation activation);
+
+}  // namespace calib
+
+#endif  // CALIB_CLIENT_INPUT_FILES_H_

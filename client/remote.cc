@@ -1,0 +1,146 @@
+#include "client/remote.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "calib/v1/calibration.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "src/tensor.h"
+
+namespace calib {
+namespace {
+
+constexpr auto kHealthDeadline = std::chrono::seconds(10);
+// Room for the message framing around a batch's tensor bytes.
+constexpr uint64_t kMessageOverhead = 1 << 20;
+
+const char* CodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK:
+      return "OK";
+    case grpc::StatusCode::CANCELLED:
+      return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN:
+      return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND:
+      return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED:
+      return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL:
+      return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS:
+      return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    default:
+      return "UNRECOGNIZED_CODE";
+  }
+}
+
+// gRPC 1.51's status codes have absl's numeric values, so the code carries over.
+absl::Status FromGrpc(const grpc::Status& status, const char* call,
+                      const std::string& server) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(
+      static_cast<absl::StatusCode>(status.error_code()),
+      absl::StrCat(call, " to ", server, " failed: ", CodeName(status.error_code()), ": ",
+                   status.error_message()));
+}
+
+std::shared_ptr<grpc::Channel> OpenChannel(const std::string& server,
+                                           uint64_t largest_message) {
+  grpc::ChannelArguments args;
+  const uint64_t send_limit = largest_message + kMessageOverhead;
+  args.SetMaxSendMessageSize(
+      static_cast<int>(std::min<uint64_t>(send_limit, std::numeric_limits<int>::max())));
+  // A Report with thousands of bins, before and after scaling, can pass gRPC's default
+  // 4 MiB receive limit.
+  args.SetMaxReceiveMessageSize(-1);
+  return grpc::CreateCustomChannel(server, grpc::InsecureChannelCredentials(), args);
+}
+
+}  // namespace
+
+uint64_t RowsPerChunk(const EvalInput& input, uint64_t chunk_bytes) {
+  const uint64_t row_bytes = input.num_classes * DTypeSize(input.logits.dtype) +
+                             input.labels_per_row * DTypeSize(input.labels.dtype);
+  return std::max<uint64_t>(1, chunk_bytes / row_bytes);
+}
+
+absl::StatusOr<v1::Report> EvaluateRemote(const std::string& server,
+                                          const v1::EvaluationConfig& config,
+                                          const EvalInput& input, uint64_t chunk_bytes) {
+  const uint64_t logits_row = input.num_classes * DTypeSize(input.logits.dtype);
+  const uint64_t labels_row = input.labels_per_row * DTypeSize(input.labels.dtype);
+  const uint64_t rows_per_chunk = RowsPerChunk(input, chunk_bytes);
+  auto stub = v1::CalibrationService::NewStub(
+      OpenChannel(server, rows_per_chunk * (logits_row + labels_row)));
+
+  grpc::ClientContext context;
+  v1::EvaluateStreamResponse response;
+  std::unique_ptr<grpc::ClientWriter<v1::EvaluateStreamRequest>> writer =
+      stub->EvaluateStream(&context, &response);
+  // One request reused for every batch, so its buffers are allocated once.
+  v1::EvaluateStreamRequest request;
+  *request.mutable_config() = config;
+  bool open = writer->Write(request);
+  v1::Batch* batch = request.mutable_batch();
+  batch->mutable_logits()->set_dtype(input.logits.dtype);
+  batch->mutable_labels()->set_dtype(input.labels.dtype);
+  for (uint64_t row = 0; open && row < input.rows; row += rows_per_chunk) {
+    const uint64_t rows = std::min(rows_per_chunk, input.rows - row);
+    const std::string_view logits =
+        input.logits.data.substr(row * logits_row, rows * logits_row);
+    const std::string_view labels =
+        input.labels.data.substr(row * labels_row, rows * labels_row);
+    batch->mutable_logits()->mutable_data()->assign(logits.data(), logits.size());
+    batch->mutable_labels()->mutable_data()->assign(labels.data(), labels.size());
+    open = writer->Write(request);
+  }
+  // A failed Write means the server ended the call; Finish says why.
+  if (open) writer->WritesDone();
+  const grpc::Status status = writer->Finish();
+  if (!status.ok()) return FromGrpc(status, "EvaluateStream", server);
+  if (!open) {
+    return absl::UnavailableError(absl::StrCat(
+        "EvaluateStream to ", server, " failed: the server closed the stream early"));
+  }
+  return std::move(*response.mutable_report());
+}
+
+absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> CheckHealth(
+    const std::string& server, const std::string& service) {
+  auto stub = grpc::health::v1::Health::NewStub(OpenChannel(server, 0));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + kHealthDeadline);
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
+  grpc::health::v1::HealthCheckResponse response;
+  const grpc::Status status = stub->Check(&context, request, &response);
+  if (!status.ok()) return FromGrpc(status, "health check", server);
+  return response.status();
+}
+
+}  // namespace calib

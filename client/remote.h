@@ -1,0 +1,37 @@
+// The CLI's side of the wire: EvaluateRemote streams an evaluation to a calibd server
+// (the config, then batches of whole rows) and CheckHealth asks grpc.health.v1 whether
+// it serves. gRPC failures become an absl::Status with the same code and a message
+// naming the call, the server, the status code and the server's own message.
+// Thread-safe: each call opens its own channel.
+#ifndef CALIB_CLIENT_REMOTE_H_
+#define CALIB_CLIENT_REMOTE_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "calib/v1/calibration.pb.h"
+#include "client/input_files.h"
+#include "grpc/health/v1/health.pb.h"
+
+namespace calib {
+
+inline constexpr uint64_t kDefaultChunkBytes = 4 << 20;
+
+// Rows per batch message: as many whole rows as fit in `chunk_bytes` of logits and
+// labels, and at least one.
+uint64_t RowsPerChunk(const EvalInput& input, uint64_t chunk_bytes);
+
+// `config` must already carry num_classes. The stream sends the config, then the rows
+// in order, RowsPerChunk of them per message, then half-closes and waits for the Report.
+absl::StatusOr<v1::Report> EvaluateRemote(const std::string& server,
+                                          const v1::EvaluationConfig& config,
+                                          const EvalInput& input, uint64_t chunk_bytes);
+
+// The serving status of `service` ("" for the server as a whole).
+absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> CheckHealth(
+    const std::string& server, const std::string& service);
+
+}  // namespace calib
+
+#endif  // CALIB_CLIENT_REMOTE_H_
