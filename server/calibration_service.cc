@@ -103,7 +103,7 @@ class EvaluateStreamReactor final
         response_(response),
         limits_(limits),
         arena_(arena),
-        log_("EvaluateStream", context->peer()) {
+        log_("EvaluateStream", context->peer(), CallLog::Kind::kClientStream) {
     // Tells the client at once that the stream was taken (WaitForInitialMetadata), so
     // it knows a shutdown that starts later will let this stream finish.
     StartSendInitialMetadata();
@@ -117,7 +117,7 @@ class EvaluateStreamReactor final
       return;
     }
     ++messages_;
-    log_.AddBytes(request_.ByteSizeLong());
+    log_.AddMessage(request_.ByteSizeLong());
     arena_->enqueue([this] {
       absl::Status status = RunStep([this] { return Consume(); });
       if (status.ok()) {

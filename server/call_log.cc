@@ -10,18 +10,21 @@
 
 namespace calib {
 
-CallLog::CallLog(std::string method, std::string peer)
+CallLog::CallLog(std::string method, std::string peer, Kind kind)
     : method_(std::move(method)),
       peer_(std::move(peer)),
+      kind_(kind),
       start_(std::chrono::steady_clock::now()) {}
 
 void CallLog::Write(grpc::StatusCode code) const {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   // The codes are absl's; absl names them as gRPC does ("INVALID_ARGUMENT").
+  const std::string messages =
+      kind_ == Kind::kClientStream ? absl::StrFormat(" messages=%d", messages_) : "";
   const std::string line = absl::StrFormat(
-      "calibd call method=%s peer=%s samples=%d bytes=%d status=%s seconds=%.3f\n",
-      method_, peer_.empty() ? "-" : peer_, samples_, bytes_,
+      "calibd call method=%s peer=%s samples=%d bytes=%d%s status=%s seconds=%.3f\n",
+      method_, peer_.empty() ? "-" : peer_, samples_, bytes_, messages,
       absl::StatusCodeToString(static_cast<absl::StatusCode>(code)), seconds);
   // One write(2) per line under a lock, so lines of concurrent calls never interleave.
   static std::mutex mu;

@@ -1,98 +1,41 @@
+// client/remote against a real calibd over a real channel. What the client puts on the
+// wire is read back from calibd's call log (messages, bytes, samples); reports must equal
+// the in-process engine's, and the server's errors must reach the caller unchanged.
 #include "client/remote.h"
 
+#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <google/protobuf/util/message_differencer.h>
-#include <grpcpp/grpcpp.h>
-#include <grpcpp/health_check_service_interface.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <memory>
-#include <mutex>
 #include <random>
 #include <string>
 #include <vector>
 
-#include "calib/v1/calibration.grpc.pb.h"
+#include "absl/strings/str_cat.h"
+#include "calib/v1/calibration.pb.h"
 #include "src/evaluator.h"
+#include "tests/server_test_util.h"
 
 namespace calib {
 namespace {
 
+using ::calib::testing::CalibdProcess;
+using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
 using HealthStatus = grpc::health::v1::HealthCheckResponse;
 
-// A CalibrationService that records every message it receives and evaluates the rows
-// with the engine, so the test sees exactly what the client put on the wire.
-class RecordingService final : public v1::CalibrationService::Service {
- public:
-  struct Seen {
-    int configs = 0;
-    std::vector<v1::Batch> batches;
-  };
+constexpr uint32_t kClasses = 5;
+// A row on the wire: 5 float32 logits and one int64 label.
+constexpr uint64_t kRowBytes = kClasses * 4 + 8;
 
-  grpc::Status EvaluateStream(grpc::ServerContext*,
-                              grpc::ServerReader<v1::EvaluateStreamRequest>* reader,
-                              v1::EvaluateStreamResponse* response) override {
-    v1::EvaluateStreamRequest request;
-    std::unique_ptr<Evaluator> evaluator;
-    while (reader->Read(&request)) {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (request.has_config()) {
-        ++seen_.configs;
-        auto created = Evaluator::Create(request.config());
-        if (!created.ok()) return ToGrpc(created.status());
-        evaluator = std::move(*created);
-        continue;
-      }
-      seen_.batches.push_back(request.batch());
-      if (evaluator == nullptr) {
-        return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "no config");
-      }
-      if (absl::Status s = evaluator->Add(request.batch()); !s.ok()) return ToGrpc(s);
-    }
-    auto report = evaluator->Finish();
-    if (!report.ok()) return ToGrpc(report.status());
-    *response->mutable_report() = std::move(*report);
-    return grpc::Status::OK;
-  }
-
-  Seen seen() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return seen_;
-  }
-
- private:
-  static grpc::Status ToGrpc(const absl::Status& s) {
-    return grpc::Status(static_cast<grpc::StatusCode>(s.code()),
-                        std::string(s.message()));
-  }
-
-  std::mutex mu_;
-  Seen seen_;
-};
-
-class RemoteTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    grpc::EnableDefaultHealthCheckService(true);
-    grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-    builder.RegisterService(&service_);
-    server_ = builder.BuildAndStart();
-    ASSERT_NE(server_, nullptr);
-    address_ = "127.0.0.1:" + std::to_string(port);
-  }
-  void TearDown() override { server_->Shutdown(); }
-
-  RecordingService service_;
-  std::unique_ptr<grpc::Server> server_;
-  std::string address_;
-};
-
-// `rows` rows of 5 float32 logits and int64 labels: 28 bytes a row.
+// `rows` rows of 5 float32 logits and int64 labels.
 EvalInput MakeInput(uint64_t rows, int64_t bad_label_row = -1) {
-  constexpr uint32_t kClasses = 5;
   auto logits = std::make_shared<std::vector<float>>(rows * kClasses);
   auto labels = std::make_shared<std::vector<int64_t>>(rows);
   std::mt19937 rng(7);
@@ -119,7 +62,7 @@ EvalInput MakeInput(uint64_t rows, int64_t bad_label_row = -1) {
 
 v1::EvaluationConfig Config() {
   v1::EvaluationConfig config;
-  config.set_num_classes(5);
+  config.set_num_classes(kClasses);
   config.add_top_k(2);
   config.set_fit_temperature(true);
   return config;
@@ -137,6 +80,49 @@ v1::Report InProcess(const EvalInput& in) {
   return *report;
 }
 
+// The serialized size of the stream message that carries `rows` rows, as calibd counts
+// it in bytes=; only the sizes of the fields matter, not their values.
+uint64_t BatchMessageBytes(uint64_t rows) {
+  v1::EvaluateStreamRequest message;
+  v1::Batch* batch = message.mutable_batch();
+  batch->mutable_logits()->set_dtype(v1::DTYPE_FLOAT32);
+  batch->mutable_logits()->set_data(std::string(rows * kClasses * 4, '\0'));
+  batch->mutable_labels()->set_dtype(v1::DTYPE_INT64);
+  batch->mutable_labels()->set_data(std::string(rows * 8, '\0'));
+  return message.ByteSizeLong();
+}
+
+uint64_t ConfigMessageBytes() {
+  v1::EvaluateStreamRequest message;
+  *message.mutable_config() = Config();
+  return message.ByteSizeLong();
+}
+
+class RemoteTest : public ::testing::Test {
+ protected:
+  // A calibd of its own for each test, so its log holds only that test's calls.
+  void SetUp() override {
+    server_ = CalibdProcess::Start({"--threads", "2"});
+    ASSERT_NE(server_, nullptr) << "calibd did not start";
+    address_ = server_->address();
+  }
+
+  // Waits for the line of the one EvaluateStream call with `fields` (from samples= to
+  // status=) and checks its whole shape.
+  void ExpectStreamLogged(const std::string& fields) {
+    ASSERT_TRUE(server_->WaitForStderr(fields, std::chrono::seconds(10)))
+        << "expected '" << fields << "' in\n"
+        << server_->ReadStderr();
+    EXPECT_THAT(server_->ReadStderr(),
+                ContainsRegex("calibd call method=EvaluateStream "
+                              "peer=ipv4:127\\.0\\.0\\.1:[0-9]+ " +
+                              fields + " seconds=[0-9]+\\.[0-9]{3}\n"));
+  }
+
+  std::unique_ptr<CalibdProcess> server_;
+  std::string address_;
+};
+
 TEST(RowsPerChunkTest, WholeRowsAndAtLeastOne) {
   const EvalInput in = MakeInput(10);
   EXPECT_EQ(RowsPerChunk(in, 1000), 35u);  // 1000 / 28
@@ -145,43 +131,36 @@ TEST(RowsPerChunkTest, WholeRowsAndAtLeastOne) {
   EXPECT_EQ(RowsPerChunk(in, 1), 1u);
 }
 
+// calibd refuses a stream whose first message is not the config, so a report at all
+// says the config went first.
 TEST_F(RemoteTest, StreamsTheConfigThenWholeRowsWithinChunkBytes) {
   const EvalInput in = MakeInput(1000);
   auto report = EvaluateRemote(address_, Config(), in, 1000);
   ASSERT_TRUE(report.ok()) << report.status();
-
-  const RecordingService::Seen seen = service_.seen();
-  EXPECT_EQ(seen.configs, 1);
-  ASSERT_EQ(seen.batches.size(), 29u);  // ceil(1000 / 35)
-  std::string logits, labels;
-  for (const v1::Batch& batch : seen.batches) {
-    EXPECT_EQ(batch.logits().dtype(), v1::DTYPE_FLOAT32);
-    EXPECT_EQ(batch.labels().dtype(), v1::DTYPE_INT64);
-    const size_t rows = batch.labels().data().size() / 8;
-    EXPECT_EQ(batch.logits().data().size(), rows * 20);
-    EXPECT_LE(batch.logits().data().size() + batch.labels().data().size(), 1000u);
-    EXPECT_GE(rows, 1u);
-    logits += batch.logits().data();
-    labels += batch.labels().data();
-  }
-  EXPECT_EQ(logits, std::string(in.logits.data));
-  EXPECT_EQ(labels, std::string(in.labels.data));
   EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(*report, InProcess(in)));
+
+  // 1000 chunk bytes hold 35 rows of 28 bytes (980): 28 messages of 35 rows and one of
+  // the last 20, after the config.
+  static_assert(35 * kRowBytes <= 1000 && 36 * kRowBytes > 1000);
+  const uint64_t bytes =
+      ConfigMessageBytes() + 28 * BatchMessageBytes(35) + BatchMessageBytes(20);
+  ExpectStreamLogged(
+      absl::StrCat("samples=1000 bytes=", bytes, " messages=30 status=OK"));
 }
 
 TEST_F(RemoteTest, ARowLargerThanAChunkTravelsAlone) {
   const EvalInput in = MakeInput(4);
+  static_assert(kRowBytes > 10);
   auto report = EvaluateRemote(address_, Config(), in, 10);
   ASSERT_TRUE(report.ok()) << report.status();
-  const RecordingService::Seen seen = service_.seen();
-  ASSERT_EQ(seen.batches.size(), 4u);
-  for (const v1::Batch& batch : seen.batches) {
-    EXPECT_EQ(batch.labels().data().size(), 8u);
-  }
   EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(*report, InProcess(in)));
+  const uint64_t bytes = ConfigMessageBytes() + 4 * BatchMessageBytes(1);
+  ExpectStreamLogged(absl::StrCat("samples=4 bytes=", bytes, " messages=5 status=OK"));
 }
 
 TEST_F(RemoteTest, ServerErrorsKeepTheirCodeAndMessage) {
+  // A label out of range in the fifth message: calibd names the row counted from the
+  // stream's start, as the engine does for the whole array at once.
   const EvalInput in = MakeInput(100, /*bad_label_row=*/42);
   auto evaluator = Evaluator::Create(Config());
   ASSERT_TRUE(evaluator.ok());
@@ -189,23 +168,34 @@ TEST_F(RemoteTest, ServerErrorsKeepTheirCodeAndMessage) {
       (*evaluator)
           ->Add({in.logits.dtype, in.logits.data}, {in.labels.dtype, in.labels.data});
   ASSERT_EQ(local.code(), absl::StatusCode::kInvalidArgument);
-
-  auto report = EvaluateRemote(address_, Config(), in, 280);
+  auto report = EvaluateRemote(address_, Config(), in, 10 * kRowBytes);
   ASSERT_FALSE(report.ok());
   EXPECT_EQ(report.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(report.status().message()),
               HasSubstr("EvaluateStream to " + address_ +
                         " failed: INVALID_ARGUMENT: " + std::string(local.message())));
+
+  // A config the engine refuses, refused in the first message.
+  v1::EvaluationConfig too_many_bins = Config();
+  too_many_bins.set_num_bins(10001);
+  const absl::Status local_config = Evaluator::Create(too_many_bins).status();
+  ASSERT_EQ(local_config.code(), absl::StatusCode::kInvalidArgument);
+  report = EvaluateRemote(address_, too_many_bins, MakeInput(10), 1000);
+  ASSERT_FALSE(report.ok());
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(report.status().message()),
+              HasSubstr("EvaluateStream to " + address_ + " failed: INVALID_ARGUMENT: " +
+                        std::string(local_config.message())));
+  EXPECT_THAT(std::string(report.status().message()), HasSubstr("10001"));
 }
 
 TEST_F(RemoteTest, HealthReportsTheServingStatus) {
-  auto serving = CheckHealth(address_, "");
-  ASSERT_TRUE(serving.ok()) << serving.status();
-  EXPECT_EQ(*serving, HealthStatus::SERVING);
-  server_->GetHealthCheckService()->SetServingStatus(false);
-  serving = CheckHealth(address_, "");
-  ASSERT_TRUE(serving.ok()) << serving.status();
-  EXPECT_EQ(*serving, HealthStatus::NOT_SERVING);
+  for (const std::string service : {"", "calib.v1.CalibrationService"}) {
+    SCOPED_TRACE(service);
+    auto serving = CheckHealth(address_, service);
+    ASSERT_TRUE(serving.ok()) << serving.status();
+    EXPECT_EQ(*serving, HealthStatus::SERVING);
+  }
   auto unknown = CheckHealth(address_, "no.such.Service");
   ASSERT_FALSE(unknown.ok());
   EXPECT_EQ(unknown.status().code(), absl::StatusCode::kNotFound);
@@ -213,16 +203,44 @@ TEST_F(RemoteTest, HealthReportsTheServingStatus) {
               HasSubstr("health check to " + address_ + " failed: NOT_FOUND: "));
 }
 
-TEST(RemoteUnreachableTest, NoServerIsUnavailable) {
-  // Port 1 on loopback: nothing listens there, so the connection is refused at once.
-  auto report = EvaluateRemote("127.0.0.1:1", Config(), MakeInput(3), 1000);
+// A TCP port bound on loopback but not listening: connections to it are refused, and
+// holding it keeps any other process from taking it meanwhile.
+class ClosedPort {
+ public:
+  ClosedPort() : fd_(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (fd_ >= 0 && bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) == 0 &&
+        getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+      port_ = ntohs(addr.sin_port);
+    }
+  }
+  ~ClosedPort() {
+    if (fd_ >= 0) close(fd_);
+  }
+  int port() const { return port_; }
+
+ private:
+  const int fd_;
+  int port_ = 0;
+};
+
+TEST(RemoteUnreachableTest, AClosedPortIsUnavailable) {
+  const ClosedPort closed;
+  ASSERT_GT(closed.port(), 0);
+  const std::string address = absl::StrCat("127.0.0.1:", closed.port());
+  auto report = EvaluateRemote(address, Config(), MakeInput(3), 1000);
   ASSERT_FALSE(report.ok());
   EXPECT_EQ(report.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(report.status().message()),
-              HasSubstr("EvaluateStream to 127.0.0.1:1 failed: UNAVAILABLE: "));
-  auto health = CheckHealth("127.0.0.1:1", "");
+              HasSubstr("EvaluateStream to " + address + " failed: UNAVAILABLE: "));
+  auto health = CheckHealth(address, "");
   ASSERT_FALSE(health.ok());
   EXPECT_EQ(health.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(health.status().message()),
+              HasSubstr("health check to " + address + " failed: UNAVAILABLE: "));
 }
 
 }  // namespace
