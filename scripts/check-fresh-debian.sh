@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Checks the README's promise on a minimal Debian 12: makes (or reuses) a debootstrap
-# minbase chroot at DIR, copies this checkout in, and runs scripts/demo.sh and
+# minbase chroot at DIR, copies this checkout in, (its committed tree), and runs scripts/demo.sh and
 # scripts/test.sh there as a newcomer would. Needs root and Debian's debootstrap.
 # usage: scripts/check-fresh-debian.sh DIR [demo|test|both]
 set -euo pipefail
@@ -12,7 +12,8 @@ what="${2:-both}"
 cp /etc/resolv.conf "$dir/etc/resolv.conf"
 rm -rf "$dir/root/calib" "$dir/root/shared"
 mkdir -p "$dir/root/calib"
-tar -C "$root" --exclude='./build*' --exclude='./.git' -cf - . | tar -C "$dir/root/calib" -xf -
+# What is committed, as a clone would have it.
+git -C "$root" archive HEAD | tar -C "$dir/root/calib" -xf -
 [ -d "$root/../shared" ] && cp -r "$root/../shared" "$dir/root/shared"
 
 for m in proc sys dev; do mountpoint -q "$dir/$m" || mount --bind "/$m" "$dir/$m"; done
