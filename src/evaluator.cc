@@ -110,11 +110,14 @@ absl::Status EvaluatorImpl::AddImpl(TensorView logits, TensorView labels) {
 }
 
 void EvaluatorImpl::Recompute(Affine affine, v1::Metrics* metrics) {
-  BlockAccumulator again(options_);
+  // The bootstrap intervals are of the raw figures only.
+  Options options = options_;
+  options.bootstrap_samples = 0;
+  BlockAccumulator again(options);
   // The stored rows passed validation when they arrived.
   (void)again.Add(Stored(), affine);
   const Sums sums = again.Finish();
-  BuildMetrics(options_, sums, again.samples(), metrics);
+  BuildMetrics(options, sums, again.samples(), metrics);
 }
 
 absl::StatusOr<v1::Report> EvaluatorImpl::FinishImpl() {
@@ -130,6 +133,9 @@ absl::StatusOr<v1::Report> EvaluatorImpl::FinishImpl() {
   v1::Report report;
   BuildMetrics(options_, sums, accumulator_.samples(), report.mutable_metrics());
   report.set_num_ignored(ignored_);
+  if (options_.bootstrap_samples > 0) {
+    *report.mutable_intervals() = sums.replicates.Intervals(options_.confidence_level);
+  }
 
   if (options_.input_kind == v1::INPUT_KIND_LOGITS && sums.looks_like_probabilities) {
     report.add_warnings(absl::StrCat(

@@ -1,6 +1,7 @@
 #include "src/options.h"
 
 #include "absl/strings/str_cat.h"
+#include "src/bootstrap.h"
 
 namespace calib {
 namespace {
@@ -73,6 +74,10 @@ absl::StatusOr<Options> ResolveOptions(const v1::EvaluationConfig& config) {
   o.fit_temperature = config.fit_temperature();
   o.smooth_ece = config.smooth_ece();
   o.bootstrap_samples = config.bootstrap_samples();
+  if (o.bootstrap_samples > kMaxBootstrapSamples) {
+    return Bad("bootstrap_samples", absl::StrCat("is ", o.bootstrap_samples, "; at most ",
+                                                 kMaxBootstrapSamples, " allowed"));
+  }
   o.seed = config.seed();
 
   if (config.confidence_level() != 0) {

@@ -129,8 +129,7 @@ std::optional<std::string> RowKernel::LoadRow(const RowSource& src, uint64_t r,
 }
 
 absl::Status RowKernel::Accumulate(const RowSource& src, uint64_t begin, uint64_t end,
-                                   Affine affine, Sums* sums,
-                                   ConfidenceSample* samples) const {
+                                   Affine affine, Sums* sums, SampleSink sink) const {
   const uint32_t c = options_.num_classes;
   const uint32_t per_row = options_.samples_per_row();
   const bool check_probabilities = options_.input_kind == v1::INPUT_KIND_LOGITS;
@@ -139,9 +138,9 @@ absl::Status RowKernel::Accumulate(const RowSource& src, uint64_t begin, uint64_
     if (auto bad = LoadRow(src, r, z.data())) return absl::InvalidArgumentError(*bad);
     const int32_t* labels = src.labels + r * per_row;
     if (options_.sigmoid()) {
-      AddSigmoidRow(z.data(), labels, affine, sums, &samples);
+      AddSigmoidRow(z.data(), labels, affine, sums, &sink);
     } else if (labels[0] != kIgnoredLabel) {
-      AddSoftmaxRow(z.data(), labels[0], affine, sums, &samples);
+      AddSoftmaxRow(z.data(), labels[0], affine, sums, &sink);
     } else {
       continue;  // an ignored row says nothing about the kind of input either
     }
@@ -159,8 +158,23 @@ absl::Status RowKernel::Accumulate(const RowSource& src, uint64_t begin, uint64_
   return absl::OkStatus();
 }
 
+void RowKernel::AddSample(double confidence, bool positive, bool correct, double nll,
+                          double brier, Sums* sums, SampleSink* sink) const {
+  const uint32_t bin = EqualWidthBin(confidence, options_.num_bins, options_.left_closed);
+  BinSums& sums_bin = sums->bins[bin];
+  sums_bin.count += 1;
+  sums_bin.positives += positive;
+  sums_bin.sum_confidence += confidence;
+  *sink->next++ = {confidence, static_cast<uint8_t>(positive)};
+  if (options_.bootstrap_samples > 0) {
+    sums->replicates.Add(options_.seed, sink->index, correct, nll, brier, bin, confidence,
+                         positive);
+  }
+  ++sink->index;
+}
+
 void RowKernel::AddSoftmaxRow(const double* z, int32_t label, Affine affine, Sums* sums,
-                              ConfidenceSample** samples) const {
+                              SampleSink* sink) const {
   const uint32_t c = options_.num_classes;
   const double s = affine.scale;
   // argmax on the unscaled logits: ties to the smallest index, and a positive scale
@@ -184,10 +198,12 @@ void RowKernel::AddSoftmaxRow(const double* z, int32_t label, Affine affine, Sum
   const double confidence = 1 / sum_exp;
   const bool correct = argmax == static_cast<uint32_t>(label);
 
+  const double nll = z[label] == -kInf ? kInf : log_sum - (s * z[label] - m);
+  const double brier = sum_sq / (sum_exp * sum_exp) - 2 * p_label + 1;
   sums->samples += 1;
   sums->correct += correct;
-  sums->nll += z[label] == -kInf ? kInf : log_sum - (s * z[label] - m);
-  sums->brier += sum_sq / (sum_exp * sum_exp) - 2 * p_label + 1;
+  sums->nll += nll;
+  sums->brier += brier;
   sums->confidence += confidence;
   sums->entropy += log_sum - sum_pz / sum_exp;
   if (!sums->top_k.empty()) {
@@ -199,12 +215,7 @@ void RowKernel::AddSoftmaxRow(const double* z, int32_t label, Affine affine, Sum
       sums->top_k[i] += rank < options_.top_k[i];
     }
   }
-  BinSums& bin =
-      sums->bins[EqualWidthBin(confidence, options_.num_bins, options_.left_closed)];
-  bin.count += 1;
-  bin.positives += correct;
-  bin.sum_confidence += confidence;
-  *(*samples)++ = {confidence, static_cast<uint8_t>(correct)};
+  AddSample(confidence, correct, correct, nll, brier, sums, sink);
 
   if (!sums->class_bins.empty()) {
     for (uint32_t k = 0; k < c; ++k) {
@@ -220,28 +231,25 @@ void RowKernel::AddSoftmaxRow(const double* z, int32_t label, Affine affine, Sum
 }
 
 void RowKernel::AddSigmoidRow(const double* z, const int32_t* targets, Affine affine,
-                              Sums* sums, ConfidenceSample** samples) const {
+                              Sums* sums, SampleSink* sink) const {
   for (uint32_t k = 0; k < options_.num_classes; ++k) {
     const int32_t y = targets[k];
     if (y == kIgnoredLabel) continue;
     const double x = affine.scale * z[k] + affine.shift;
     const double p = Sigmoid(x);
     const bool correct = (x > 0) == (y == 1);
+    const double nll = Bce(x, y);
+    const double brier = (p - y) * (p - y);
     sums->samples += 1;
     sums->correct += correct;
-    sums->nll += Bce(x, y);
-    sums->brier += (p - y) * (p - y);
+    sums->nll += nll;
+    sums->brier += brier;
     sums->confidence += p;
     sums->entropy += BinaryEntropy(x);
     // Positive-class convention: bin p against y; TOP_LABEL: max(p, 1-p) against
     // correctness (metrics.md).
     const double c = options_.top_label ? std::max(p, 1 - p) : p;
-    const bool a = options_.top_label ? correct : y == 1;
-    BinSums& bin = sums->bins[EqualWidthBin(c, options_.num_bins, options_.left_closed)];
-    bin.count += 1;
-    bin.positives += a;
-    bin.sum_confidence += c;
-    *(*samples)++ = {c, static_cast<uint8_t>(a)};
+    AddSample(c, options_.top_label ? correct : y == 1, correct, nll, brier, sums, sink);
     if (!sums->class_bins.empty()) {
       BinSums& cb =
           sums->class_bins[size_t{k} * options_.num_bins +

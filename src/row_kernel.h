@@ -39,12 +39,19 @@ class RowKernel {
  public:
   explicit RowKernel(const Options& options) : options_(options) {}
 
+  // Where the (confidence, correct) pairs go: `next` is samples[index], index counting
+  // the samples (not ignored) of the whole evaluation, which keys the bootstrap.
+  struct SampleSink {
+    ConfidenceSample* next;
+    uint64_t index;
+  };
+
   // Validates rows [begin, end) of `src` and adds them to `sums`, writing one
-  // (confidence, correct) pair per sample that is not ignored to samples[0, 1, ...].
+  // (confidence, correct) pair per sample that is not ignored to `sink`.
   // Stops at the first bad value and returns INVALID_ARGUMENT naming its global row,
   // column and value (rows before it are added).
   absl::Status Accumulate(const RowSource& src, uint64_t begin, uint64_t end,
-                          Affine affine, Sums* sums, ConfidenceSample* samples) const;
+                          Affine affine, Sums* sums, SampleSink sink) const;
 
   // Sums (not means) over the samples of rows [begin, end) of the NLL of beta * z and
   // its derivatives in beta. `src` must have passed Accumulate.
@@ -62,9 +69,12 @@ class RowKernel {
   std::optional<std::string> LoadRow(const RowSource& src, uint64_t r, double* z) const;
 
   void AddSoftmaxRow(const double* z, int32_t label, Affine affine, Sums* sums,
-                     ConfidenceSample** samples) const;
+                     SampleSink* sink) const;
   void AddSigmoidRow(const double* z, const int32_t* targets, Affine affine, Sums* sums,
-                     ConfidenceSample** samples) const;
+                     SampleSink* sink) const;
+  // Bins the sample and records it in `sink` and the bootstrap replicates.
+  void AddSample(double confidence, bool positive, bool correct, double nll, double brier,
+                 Sums* sums, SampleSink* sink) const;
 
   const Options options_;
 };

@@ -13,6 +13,7 @@ void Sums::Merge(const Sums& o) {
   for (size_t i = 0; i < bins.size(); ++i) bins[i].Merge(o.bins[i]);
   for (size_t i = 0; i < class_bins.size(); ++i) class_bins[i].Merge(o.class_bins[i]);
   looks_like_probabilities = looks_like_probabilities && o.looks_like_probabilities;
+  replicates.Merge(o.replicates);
 }
 
 }  // namespace calib

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "src/bootstrap.h"
 #include "src/options.h"
 #include "src/reliability_bins.h"
 
@@ -22,14 +23,18 @@ struct Sums {
   std::vector<uint64_t> top_k;      // one count per Options::top_k
   std::vector<BinSums> bins;        // num_bins equal-width bins
   std::vector<BinSums> class_bins;  // classwise: num_classes x num_bins, class-major
-  bool looks_like_probabilities =
-      true;  // every value seen lies in [0, 1] (rows sum to 1)
+  // Every value seen lies in [0, 1] (and SOFTMAX rows sum to 1).
+  bool looks_like_probabilities = true;
+  ReplicateSums replicates;  // bootstrap_samples > 0 only
 
   explicit Sums(const Options& options)
       : top_k(options.top_k.size()),
         bins(options.num_bins),
         class_bins(options.classwise ? size_t{options.num_classes} * options.num_bins
-                                     : 0) {}
+                                     : 0),
+        replicates(options.bootstrap_samples > 0
+                       ? ReplicateSums(options.bootstrap_samples, options.num_bins)
+                       : ReplicateSums()) {}
 
   // Adds `o`, which must have been built with the same Options.
   void Merge(const Sums& o);
