@@ -63,6 +63,8 @@ Where and how:
   --chunk-bytes N            logits+labels bytes per streamed message (default 4194304)
   --json PATH|-              write the report as JSON to PATH, or to stdout with -,
                              instead of printing the tables
+  --plot PATH.svg            also write a reliability diagram (SVG): accuracy per bin
+                             against the diagonal, before and after the fits
 
 Flags take --flag value or --flag=value.
 Exit status: 0 on success, 1 on a failure, 2 on a usage error.
@@ -129,7 +131,7 @@ absl::StatusOr<EvalCommand> ParseEvalCommand(const std::vector<std::string>& arg
       Flags::Parse(args,
                    {"logits", "labels", "server", "activation", "input", "bins",
                     "ignore-index", "top-k", "bin-edges", "binary-reliability", "json",
-                    "chunk-bytes", "bootstrap", "level", "seed"},
+                    "plot", "chunk-bytes", "bootstrap", "level", "seed"},
                    {"classwise", "fit-temperature", "smooth-ece", "help"}));
   EvalCommand command;
   CALIB_ASSIGN_OR_RETURN(command.help, flags.GetBool("help", false));
@@ -199,6 +201,13 @@ absl::StatusOr<EvalCommand> ParseEvalCommand(const std::vector<std::string>& arg
       return absl::InvalidArgumentError("flag --json needs a path, or - for stdout");
     }
     command.json_path = *json;
+  }
+  if (const std::optional<std::string> plot = flags.Get("plot")) {
+    // Not "-": stdout carries the table or the JSON.
+    if (plot->empty() || *plot == "-") {
+      return absl::InvalidArgumentError("flag --plot needs a file path, e.g. plot.svg");
+    }
+    command.plot_path = *plot;
   }
   CALIB_ASSIGN_OR_RETURN(command.chunk_bytes,
                          flags.GetUint("chunk-bytes", kDefaultChunkBytes));

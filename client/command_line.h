@@ -27,6 +27,7 @@ struct EvalCommand {
   std::string server;                    // empty: evaluate in-process
   v1::EvaluationConfig config;           // all but num_classes, which the logits give
   std::optional<std::string> json_path;  // "-" for stdout; absent: print the table
+  std::optional<std::string> plot_path;  // the reliability diagram's SVG file
   uint64_t chunk_bytes = 0;
 };
 

@@ -1,7 +1,7 @@
 // calib: the command-line client. `calib eval` evaluates logits and labels files in
-// process or on a calibd server and prints tables or JSON; `calib health` checks a
-// server. Every failure is one line "calib: ..." on stderr and a non-zero exit: 2 for a
-// usage error, 1 for anything else.
+// process or on a calibd server, prints tables or JSON and, with --plot, writes an SVG
+// reliability diagram; `calib health` checks a server. Every failure is one line
+// "calib: ..." on stderr and a non-zero exit: 2 for a usage error, 1 for anything else.
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -13,10 +13,12 @@
 #include "absl/status/statusor.h"
 #include "client/command_line.h"
 #include "client/input_files.h"
+#include "client/reliability_svg.h"
 #include "client/remote.h"
 #include "client/report_json.h"
 #include "client/report_table.h"
 #include "src/evaluator.h"
+#include "src/options.h"
 #include "src/status_macros.h"
 
 namespace calib {
@@ -70,6 +72,15 @@ absl::Status RunEval(const EvalCommand& command) {
           ? EvaluateInProcess(config, input)
           : EvaluateRemote(command.server, config, input, command.chunk_bytes);
   if (!report.ok()) return report.status();
+  if (command.plot_path) {
+    // The evaluation accepted the config, so it resolves.
+    CALIB_ASSIGN_OR_RETURN(const Options options, ResolveOptions(config));
+    ReliabilityPlotOptions plot;
+    plot.positive_class = options.sigmoid() && !options.top_label;
+    plot.confidence_level = options.confidence_level;
+    plot.source = command.logits_path.substr(command.logits_path.find_last_of('/') + 1);
+    CALIB_RETURN_IF_ERROR(WriteOutput(ReliabilitySvg(*report, plot), *command.plot_path));
+  }
   if (!command.json_path) return WriteOutput(FormatReportTable(*report), "-");
   CALIB_ASSIGN_OR_RETURN(const std::string json, ReportToJson(*report));
   return WriteOutput(json, *command.json_path);

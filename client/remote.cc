@@ -78,6 +78,9 @@ std::shared_ptr<grpc::Channel> OpenChannel(const std::string& server,
   // A Report with thousands of bins, before and after scaling, can pass gRPC's default
   // 4 MiB receive limit.
   args.SetMaxReceiveMessageSize(-1);
+  // A target that names several servers (`ipv4:127.0.0.1:P1,127.0.0.1:P2`, or a headless
+  // Kubernetes Service through `dns:///`) spreads calls over all of them.
+  args.SetLoadBalancingPolicyName("round_robin");
   return grpc::CreateCustomChannel(server, grpc::InsecureChannelCredentials(), args);
 }
 

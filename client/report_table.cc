@@ -1,7 +1,11 @@
 #include "client/report_table.h"
 
+#include <algorithm>
+#include <cmath>
 #include <functional>
 #include <optional>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -65,22 +69,63 @@ void AppendMetrics(const std::vector<std::pair<std::string, const v1::Metrics*>>
 void AppendBins(const v1::Metrics& metrics, std::string* out) {
   absl::StrAppendFormat(out, "\nreliability (%d equal-width bins)\n",
                         metrics.reliability_bins_size());
-  absl::StrAppendFormat(out, "%-17s %10s %11s %9s %21s %10s\n", "confidence range",
+  absl::StrAppendFormat(out, "%-17s %8s %10s %9s %21s %10s\n", "confidence range",
                         "count", "confidence", "accuracy", "accuracy CP interval",
                         "acc - conf");
   for (const v1::ReliabilityBin& bin : metrics.reliability_bins()) {
     const std::string range = absl::StrFormat("%.4f - %.4f", bin.lower(), bin.upper());
     if (bin.count() == 0) {
-      absl::StrAppendFormat(out, "%-17s %10d %11s %9s %21s %10s\n", range, 0, "-", "-",
+      absl::StrAppendFormat(out, "%-17s %8d %10s %9s %21s %10s\n", range, 0, "-", "-",
                             "-", "-");
       continue;
     }
     absl::StrAppendFormat(
-        out, "%-17s %10d %11.6f %9.6f %21s %+10.6f\n", range, bin.count(),
+        out, "%-17s %8d %10.6f %9.6f %21s %+10.6f\n", range, bin.count(),
         bin.mean_confidence(), bin.accuracy(),
         absl::StrFormat("[%.6f, %.6f]", bin.accuracy_lower(), bin.accuracy_upper()),
         bin.accuracy() - bin.mean_confidence());
   }
+}
+
+// Text cells per unit of accuracy in the chart; with the marker's cell at 1.0, a line
+// stays within 80 columns.
+constexpr int kChartCells = 40;
+
+int Cell(double value) {
+  return static_cast<int>(std::lround(std::clamp(value, 0.0, 1.0) * kChartCells));
+}
+
+// The reliability diagram in text, one line per non-empty bin: full blocks up to the
+// lower of accuracy and mean confidence, shade over the gap between them, and a bar at
+// the mean confidence. Overconfident bins read "███░░┃", underconfident ones "███┃░░".
+void AppendChart(const v1::Metrics& metrics, std::string* out) {
+  absl::StrAppendFormat(out, "\n%-17s %8s  %s\n", "confidence range", "count",
+                        "█ accuracy  ░ gap  ┃ mean confidence");
+  for (const v1::ReliabilityBin& bin : metrics.reliability_bins()) {
+    if (bin.count() == 0) continue;
+    const int accuracy = Cell(bin.accuracy()), confidence = Cell(bin.mean_confidence());
+    std::string bar;
+    for (int i = 0; i <= std::max(accuracy, confidence); ++i) {
+      if (i == confidence) {
+        bar += "┃";
+      } else if (i < std::min(accuracy, confidence)) {
+        bar += "█";
+      } else if (i < std::max(accuracy, confidence)) {
+        bar += "░";
+      }
+    }
+    absl::StrAppendFormat(out, "%-17s %8d  %s\n",
+                          absl::StrFormat("%.4f - %.4f", bin.lower(), bin.upper()),
+                          bin.count(), bar);
+  }
+  constexpr std::pair<int, std::string_view> kTicks[] = {{0, "0"},
+                                                         {kChartCells / 4, "0.25"},
+                                                         {kChartCells / 2, "0.5"},
+                                                         {3 * kChartCells / 4, "0.75"},
+                                                         {kChartCells, "1"}};
+  std::string axis(kChartCells + 1, ' ');
+  for (const auto& [cell, label] : kTicks) axis.replace(cell, label.size(), label);
+  absl::StrAppendFormat(out, "%-17s %8s  %s\n", "", "", axis);
 }
 
 }  // namespace
@@ -127,6 +172,7 @@ std::string FormatReportTable(const v1::Report& report) {
     }
   }
   AppendBins(raw, &out);
+  AppendChart(raw, &out);
   if (!report.warnings().empty()) out.append("\n");
   for (const std::string& warning : report.warnings()) {
     absl::StrAppend(&out, "warning: ", warning, "\n");

@@ -28,6 +28,7 @@ TEST(CommandLineTest, DefaultsLeaveTheConfigAtItsZeroValues) {
   EXPECT_EQ(command->labels_path, "y.npy");
   EXPECT_EQ(command->server, "");
   EXPECT_FALSE(command->json_path.has_value());
+  EXPECT_FALSE(command->plot_path.has_value());
   EXPECT_EQ(command->chunk_bytes, 4u << 20);
   const v1::EvaluationConfig& c = command->config;
   EXPECT_EQ(c.activation(), v1::ACTIVATION_UNSPECIFIED);
@@ -58,6 +59,7 @@ TEST(CommandLineTest, EveryFlagReachesTheConfig) {
                                         "top-label",
                                         "--json",
                                         "-",
+                                        "--plot=diagram.svg",
                                         "--chunk-bytes=1000",
                                         "--bootstrap",
                                         "200",
@@ -70,6 +72,7 @@ TEST(CommandLineTest, EveryFlagReachesTheConfig) {
   ASSERT_TRUE(command.ok()) << command.status();
   EXPECT_EQ(command->server, "host:1");
   EXPECT_EQ(command->json_path, "-");
+  EXPECT_EQ(command->plot_path, "diagram.svg");
   EXPECT_EQ(command->chunk_bytes, 1000u);
   const v1::EvaluationConfig& c = command->config;
   EXPECT_EQ(c.activation(), v1::ACTIVATION_SIGMOID);
@@ -116,7 +119,7 @@ void ExpectUsageError(const std::vector<std::string>& args, const std::string& w
 TEST(CommandLineTest, RejectsBadUsage) {
   ExpectUsageError({"--labels", "y.npy"}, "missing --logits FILE");
   ExpectUsageError({"--logits", "z.npy"}, "missing --labels FILE");
-  ExpectUsageError(With({"--plot", "x.svg"}), "unknown flag --plot");
+  ExpectUsageError(With({"--plots", "x.svg"}), "unknown flag --plots");
   ExpectUsageError(With({"--tls-ca", "ca.pem"}), "unknown flag --tls-ca");
   ExpectUsageError(With({"--activation", "relu"}),
                    "flag --activation: 'relu' is not one of sigmoid, softmax");
@@ -130,6 +133,8 @@ TEST(CommandLineTest, RejectsBadUsage) {
   ExpectUsageError(With({"--ignore-index", "x"}), "flag --ignore-index: 'x'");
   ExpectUsageError(With({"--chunk-bytes", "0"}), "--chunk-bytes: must be at least 1");
   ExpectUsageError(With({"--json", ""}), "flag --json needs a path");
+  ExpectUsageError(With({"--plot", ""}), "flag --plot needs a file path");
+  ExpectUsageError(With({"--plot", "-"}), "flag --plot needs a file path");
   ExpectUsageError(With({"extra"}), "unexpected argument 'extra'");
   ExpectUsageError(With({"--bins"}), "flag --bins needs a value");
 }
@@ -157,8 +162,8 @@ TEST(CommandLineTest, HelpTextsNameEveryFlag) {
   for (const char* flag :
        {"--logits", "--labels", "--server", "--activation", "--input", "--bins",
         "--ignore-index", "--top-k", "--classwise", "--fit-temperature", "--bin-edges",
-        "--binary-reliability", "--json", "--chunk-bytes", "--bootstrap", "--level",
-        "--seed", "--smooth-ece"}) {
+        "--binary-reliability", "--json", "--plot", "--chunk-bytes", "--bootstrap",
+        "--level", "--seed", "--smooth-ece"}) {
     EXPECT_THAT(std::string(kEvalHelp), HasSubstr(flag));
   }
   EXPECT_THAT(std::string(kHealthHelp), HasSubstr("--server"));

@@ -3,7 +3,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
+
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 
 namespace calib {
 namespace {
@@ -11,6 +15,12 @@ namespace {
 using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
 using ::testing::Not;
+
+std::string Repeat(const std::string& text, int times) {
+  std::string out;
+  for (int i = 0; i < times; ++i) out += text;
+  return out;
+}
 
 v1::Report SoftmaxReport() {
   v1::Report report;
@@ -79,6 +89,43 @@ TEST(ReportTableTest, BinsShowCountsAccuracyIntervalAndGap) {
   // The gap is accuracy - confidence: 0.8125 - 0.84.
   EXPECT_THAT(table, ContainsRegex("0\\.5000 - 1\\.0000 +1234 +0\\.840000 +0\\.812500 +"
                                    "\\[0\\.790000, 0\\.830000\\] +-0\\.027500\n"));
+}
+
+// Counts code points, which is what a terminal lays out for these characters.
+size_t Columns(const std::string& line) {
+  return std::count_if(line.begin(), line.end(), [](char c) {
+    return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  });
+}
+
+TEST(ReportTableTest, ChartDrawsEachNonEmptyBinWithinEightyColumns) {
+  v1::Report report = SoftmaxReport();
+  // An underconfident bin beside the overconfident one: accuracy 0.5 (20 of the 40
+  // cells), mean confidence 0.25 (cell 10).
+  v1::ReliabilityBin* low = report.mutable_metrics()->mutable_reliability_bins(0);
+  low->set_count(3);
+  low->set_mean_confidence(0.25);
+  low->set_accuracy(0.5);
+  const std::string table = FormatReportTable(report);
+  const std::string overconfident =
+      "0.5000 - 1.0000       1234  " + Repeat("█", 33) + "░┃\n";  // 32.5 and 33.6 cells
+  const std::string underconfident =
+      "0.0000 - 0.5000          3  " + Repeat("█", 10) + "┃" + Repeat("░", 9) + "\n";
+  EXPECT_THAT(table, HasSubstr(underconfident));
+  EXPECT_THAT(table, HasSubstr(overconfident));
+  EXPECT_THAT(table, HasSubstr("█ accuracy  ░ gap  ┃ mean confidence\n"));
+  EXPECT_THAT(table, HasSubstr("  0         0.25      0.5       0.75      1\n"));
+  for (absl::string_view line : absl::StrSplit(table, '\n')) {
+    EXPECT_LE(Columns(std::string(line)), 80u) << line;
+  }
+}
+
+TEST(ReportTableTest, ChartLeavesOutEmptyBins) {
+  const std::string table = FormatReportTable(SoftmaxReport());
+  const size_t chart = table.find("█ accuracy");
+  ASSERT_NE(chart, std::string::npos);
+  EXPECT_THAT(table.substr(chart), Not(HasSubstr("0.0000 - 0.5000")));
+  EXPECT_THAT(table.substr(chart), HasSubstr("0.5000 - 1.0000"));
 }
 
 TEST(ReportTableTest, FitsSitBesideTheRawMetrics) {
