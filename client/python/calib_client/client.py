@@ -63,9 +63,8 @@ class Client:
                 root_certificates=_pem(root_certificates), private_key=_pem(private_key),
                 certificate_chain=_pem(certificate_chain))
             self._channel = grpc.secure_channel(server, credentials, options=options)
-        channel = grpc.intercept_channel(self._channel, *interceptors)
-        self._stub = calibration_pb2_grpc.CalibrationServiceStub(channel)
-        self._health_channel = channel
+        self._intercepted = grpc.intercept_channel(self._channel, *interceptors)
+        self._stub = calibration_pb2_grpc.CalibrationServiceStub(self._intercepted)
         self._max_message_bytes: Optional[int] = None
 
     def close(self) -> None:
@@ -98,7 +97,7 @@ class Client:
             from grpc_health.v1 import health_pb2, health_pb2_grpc
         except ImportError:
             from ._gen import health_pb2, health_pb2_grpc
-        stub = health_pb2_grpc.HealthStub(self._health_channel)
+        stub = health_pb2_grpc.HealthStub(self._intercepted)
         response = self._call("Health.Check", stub.Check,
                               health_pb2.HealthCheckRequest(service=service))
         return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)

@@ -33,7 +33,8 @@ def _enum_number(name: str, field: FieldDescriptor, value: Any) -> int:
     return choices[key]
 
 
-def build_config(num_classes: int, options: Mapping[str, Any]) -> "calibration_pb2.EvaluationConfig":
+def build_config(num_classes: int,
+                 options: Mapping[str, Any]) -> "calibration_pb2.EvaluationConfig":
     """The config for `num_classes` logits per row; TypeError names unknown options."""
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:

@@ -21,8 +21,5 @@ class CalibError(Exception):
 
     @classmethod
     def from_rpc_error(cls, method: str, server: str, error: grpc.RpcError) -> "CalibError":
-        # A grpc.RpcError raised by a call is also a grpc.Call, which has code() and
-        # details(); one raised elsewhere (rare) may not.
-        code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
-        details = error.details() if hasattr(error, "details") else str(error)
-        return cls(method, server, code, details or "")
+        # The RpcError a failed call raises is also its grpc.Call.
+        return cls(method, server, error.code(), error.details() or "")
