@@ -97,9 +97,19 @@ absl::StatusOr<v1::Report> EvaluateRemote(const std::string& server,
                                           const EvalInput& input, uint64_t chunk_bytes) {
   const uint64_t logits_row = input.num_classes * DTypeSize(input.logits.dtype);
   const uint64_t labels_row = input.labels_per_row * DTypeSize(input.labels.dtype);
-  const uint64_t rows_per_chunk = RowsPerChunk(input, chunk_bytes);
   auto stub = v1::CalibrationService::NewStub(
-      OpenChannel(server, rows_per_chunk * (logits_row + labels_row)));
+      OpenChannel(server, RowsPerChunk(input, chunk_bytes) * (logits_row + labels_row)));
+
+  // Messages stay within half the server's limit, whatever --chunk-bytes asks.
+  grpc::ClientContext info_context;
+  v1::GetServerInfoResponse info;
+  const grpc::Status info_status =
+      stub->GetServerInfo(&info_context, v1::GetServerInfoRequest(), &info);
+  if (!info_status.ok()) return FromGrpc(info_status, "GetServerInfo", server);
+  if (info.max_message_bytes() > 0) {
+    chunk_bytes = std::min<uint64_t>(chunk_bytes, info.max_message_bytes() / 2);
+  }
+  const uint64_t rows_per_chunk = RowsPerChunk(input, chunk_bytes);
 
   grpc::ClientContext context;
   v1::EvaluateStreamResponse response;

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs every Debian 12 package calib needs to build, test and run (scripts/packages.txt).
+# Installs every Debian 12 package calib needs to build, test and run: the [build],
+# [runtime] and [test] sections of scripts/packages.txt (printed by scripts/packages.sh).
 # Run as root, or as a user with sudo. Quick and silent when everything is already there.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-mapfile -t pkgs < <(grep -v '^\s*#' "$here/packages.txt" | sed '/^\s*$/d')
+pkgs_out="$(sh "$here/packages.sh" build runtime test)"
+mapfile -t pkgs <<<"$pkgs_out"
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -55,7 +55,10 @@ class Client:
         self._chunk_bytes = chunk_bytes
         self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         # Reports with many bins can pass gRPC's default 4 MiB receive limit.
-        options = [("grpc.max_receive_message_length", -1)]
+        # round_robin spreads calls over every address of a target that names several
+        # servers ("ipv4:127.0.0.1:P1,127.0.0.1:P2", or "dns:///" on a headless Service).
+        options = [("grpc.max_receive_message_length", -1),
+                   ("grpc.lb_policy_name", "round_robin")]
         if root_certificates is None and private_key is None and certificate_chain is None:
             self._channel = grpc.insecure_channel(server, options=options)
         else:
