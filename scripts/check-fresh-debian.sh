@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks the README's promise on a minimal Debian 12: makes (or reuses) a debootstrap
-# minbase chroot at DIR, copies this checkout in, (its committed tree), and runs scripts/demo.sh and
-# scripts/test.sh there as a newcomer would. Needs root and Debian's debootstrap.
+# minbase chroot at DIR, copies this checkout's committed tree in, and runs
+# scripts/demo.sh and scripts/test.sh there as a newcomer would. Needs root and Debian's debootstrap.
 # usage: scripts/check-fresh-debian.sh DIR [demo|test|both]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
