@@ -235,7 +235,7 @@ TEST(RemoteUnreachableTest, AClosedPortIsUnavailable) {
   ASSERT_FALSE(report.ok());
   EXPECT_EQ(report.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(report.status().message()),
-              HasSubstr("EvaluateStream to " + address + " failed: UNAVAILABLE: "));
+              HasSubstr("GetServerInfo to " + address + " failed: UNAVAILABLE: "));
   auto health = CheckHealth(address, "");
   ASSERT_FALSE(health.ok());
   EXPECT_EQ(health.status().code(), absl::StatusCode::kUnavailable);
