@@ -16,7 +16,7 @@ RUN --mount=type=bind,source=scripts,target=/tmp/scripts \
        $(sh /tmp/scripts/packages.sh build) \
     && rm -rf /var/lib/apt/lists/*
 COPY . /src
-RUN cmake -S /src -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCALIB_BUILD_TESTS=OFF \
+RUN cmake -S /src -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCALIB_BUILD_TESTS=OFF -DCALIB_BUILD_BENCH=OFF \
     && cmake --build /build --target calibd calib
 
 FROM debian:bookworm-slim
