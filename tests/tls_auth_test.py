@@ -237,9 +237,13 @@ def test_tls_answers_exactly_what_in_process_gives(pki, data, calibd):
     assert done.stdout == data["json"]
     assert python_report(data, server, root_certificates=pem(pki["ca"])) == \
         from_json(json.loads(data["json"]))
-    # The certificate names localhost too.
-    health = cli("health", "--server", f"localhost:{server.port}", "--tls-ca", pki["ca"])
+    health = cli("health", "--server", server.address, "--tls-ca", pki["ca"])
     assert (health.returncode, health.stdout) == (0, "SERVING\n"), health.stderr
+    # The certificate names localhost too. (Through the Python client: c-ares, which
+    # resolves the name, leaks 10 bytes that LeakSanitizer would blame on the ASan CLI.)
+    with calib_client.Client(f"localhost:{server.port}", root_certificates=pem(pki["ca"]),
+                             timeout=TIMEOUT_S) as client:
+        assert client.health() == "SERVING"
 
 
 def test_tls_refuses_plaintext_and_untrusted_servers(pki, data, calibd):
