@@ -21,7 +21,7 @@ bins, NLL, Brier, temperature scaling), from its logits and the true labels.
 
 Usage:
   calib eval --logits FILE --labels FILE [options]   evaluate, in-process or on calibd
-  calib health --server HOST:PORT                    ask a calibd server if it serves
+  calib health --server HOST:PORT [security]         ask a calibd server if it serves
   calib --help | calib eval --help | calib health --help
 
 Exit status: 0 on success, 1 on a failure, 2 on a usage error.
@@ -66,16 +66,28 @@ Where and how:
   --plot PATH.svg            also write a reliability diagram (SVG): accuracy per bin
                              against the diagonal, before and after the fits
 
+Security (with --server):
+  --tls-ca PEM               connect with TLS, trusting the CAs in PEM to sign the
+                             server's certificate (without it: plaintext)
+  --tls-cert PEM --tls-key PEM
+                             mutual TLS: this client certificate and its key (need
+                             --tls-ca)
+  --token-file PATH          send the token in PATH (trailing whitespace dropped) as
+                             `authorization: Bearer <token>`; over plaintext it
+                             crosses the network in clear text
+
 Flags take --flag value or --flag=value.
 Exit status: 0 on success, 1 on a failure, 2 on a usage error.
 )";
 
 const std::string_view kHealthHelp =
-    R"(Usage: calib health --server HOST:PORT [--service NAME]
+    R"(Usage: calib health --server HOST:PORT [--service NAME] [--tls-ca PEM]
+                    [--tls-cert PEM --tls-key PEM] [--token-file PATH]
 
 Asks the server's grpc.health.v1 service whether it serves (--service: one service,
 e.g. calib.v1.CalibrationService; default: the server as a whole) and prints the
-answer: SERVING or NOT_SERVING. --server defaults to $CALIB_SERVER.
+answer: SERVING or NOT_SERVING. --server defaults to $CALIB_SERVER. The security
+flags are those of calib eval; calibd answers health checks without a token.
 Exit status: 0 only when SERVING; 1 otherwise or on a failure, 2 on a usage error.
 )";
 
@@ -116,6 +128,34 @@ absl::Status ParseTopK(const std::string& text, v1::EvaluationConfig* config) {
   return absl::OkStatus();
 }
 
+// --tls-ca, --tls-cert, --tls-key and --token-file of eval and health.
+absl::StatusOr<SecurityFiles> ParseSecurity(const Flags& flags, bool remote) {
+  SecurityFiles files;
+  files.tls_ca = flags.GetOr("tls-ca", "");
+  files.tls_cert = flags.GetOr("tls-cert", "");
+  files.tls_key = flags.GetOr("tls-key", "");
+  files.token_file = flags.GetOr("token-file", "");
+  for (const char* flag : {"tls-ca", "tls-cert", "tls-key", "token-file"}) {
+    if (!flags.Has(flag)) continue;
+    if (flags.GetOr(flag, "").empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("flag --", flag, " needs a path"));
+    }
+    if (!remote) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "flag --", flag, " is for a server: give --server HOST:PORT as well"));
+    }
+  }
+  if (files.tls_cert.empty() != files.tls_key.empty()) {
+    return absl::InvalidArgumentError(
+        "flags --tls-cert and --tls-key go together: the client certificate and its key");
+  }
+  if (!files.tls_cert.empty() && files.tls_ca.empty()) {
+    return absl::InvalidArgumentError(
+        "flag --tls-cert needs --tls-ca: the CAs that sign the server's certificate");
+  }
+  return files;
+}
+
 absl::Status Unexpected(const Flags& flags) {
   if (flags.positionals().empty()) return absl::OkStatus();
   return absl::InvalidArgumentError(
@@ -128,11 +168,13 @@ absl::StatusOr<EvalCommand> ParseEvalCommand(const std::vector<std::string>& arg
                                              const std::string& default_server) {
   CALIB_ASSIGN_OR_RETURN(
       const Flags flags,
-      Flags::Parse(args,
-                   {"logits", "labels", "server", "activation", "input", "bins",
-                    "ignore-index", "top-k", "bin-edges", "binary-reliability", "json",
-                    "plot", "chunk-bytes", "bootstrap", "level", "seed"},
-                   {"classwise", "fit-temperature", "smooth-ece", "help"}));
+      Flags::Parse(
+          args,
+          {"logits", "labels",       "server",      "activation", "input",
+           "bins",   "ignore-index", "top-k",       "bin-edges",  "binary-reliability",
+           "json",   "plot",         "chunk-bytes", "bootstrap",  "level",
+           "seed",   "tls-ca",       "tls-cert",    "tls-key",    "token-file"},
+          {"classwise", "fit-temperature", "smooth-ece", "help"}));
   EvalCommand command;
   CALIB_ASSIGN_OR_RETURN(command.help, flags.GetBool("help", false));
   if (command.help) return command;
@@ -146,6 +188,7 @@ absl::StatusOr<EvalCommand> ParseEvalCommand(const std::vector<std::string>& arg
   command.logits_path = *flags.Get("logits");
   command.labels_path = *flags.Get("labels");
   command.server = flags.GetOr("server", default_server);
+  CALIB_ASSIGN_OR_RETURN(command.security, ParseSecurity(flags, !command.server.empty()));
 
   v1::EvaluationConfig& config = command.config;
   CALIB_ASSIGN_OR_RETURN(
@@ -219,8 +262,11 @@ absl::StatusOr<EvalCommand> ParseEvalCommand(const std::vector<std::string>& arg
 
 absl::StatusOr<HealthCommand> ParseHealthCommand(const std::vector<std::string>& args,
                                                  const std::string& default_server) {
-  CALIB_ASSIGN_OR_RETURN(const Flags flags,
-                         Flags::Parse(args, {"server", "service"}, {"help"}));
+  CALIB_ASSIGN_OR_RETURN(
+      const Flags flags,
+      Flags::Parse(args,
+                   {"server", "service", "tls-ca", "tls-cert", "tls-key", "token-file"},
+                   {"help"}));
   HealthCommand command;
   CALIB_ASSIGN_OR_RETURN(command.help, flags.GetBool("help", false));
   if (command.help) return command;
@@ -230,6 +276,7 @@ absl::StatusOr<HealthCommand> ParseHealthCommand(const std::vector<std::string>&
     return absl::InvalidArgumentError("missing --server HOST:PORT");
   }
   command.service = flags.GetOr("service", "");
+  CALIB_ASSIGN_OR_RETURN(command.security, ParseSecurity(flags, /*remote=*/true));
   return command;
 }
 

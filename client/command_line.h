@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "calib/v1/calibration.pb.h"
+#include "client/remote.h"
 
 namespace calib {
 
@@ -29,12 +30,14 @@ struct EvalCommand {
   std::optional<std::string> json_path;  // "-" for stdout; absent: print the table
   std::optional<std::string> plot_path;  // the reliability diagram's SVG file
   uint64_t chunk_bytes = 0;
+  SecurityFiles security;
 };
 
 struct HealthCommand {
   bool help = false;
   std::string server;
   std::string service;  // "" asks about the server as a whole
+  SecurityFiles security;
 };
 
 // `args` are the arguments after the command name. `default_server` is $CALIB_SERVER

@@ -67,10 +67,12 @@ absl::Status RunEval(const EvalCommand& command) {
                                        command.config.activation()));
   v1::EvaluationConfig config = command.config;
   config.set_num_classes(input.num_classes);
+  CALIB_ASSIGN_OR_RETURN(const ConnectionSecurity security,
+                         LoadConnectionSecurity(command.security));
   absl::StatusOr<v1::Report> report =
       command.server.empty()
           ? EvaluateInProcess(config, input)
-          : EvaluateRemote(command.server, config, input, command.chunk_bytes);
+          : EvaluateRemote(command.server, config, input, command.chunk_bytes, security);
   if (!report.ok()) return report.status();
   if (command.plot_path) {
     // The evaluation accepted the config, so it resolves.
@@ -113,7 +115,10 @@ int Main(const std::vector<std::string>& args) {
       std::cout << kHealthHelp;
       return 0;
     }
-    const auto serving = CheckHealth(health->server, health->service);
+    const absl::StatusOr<ConnectionSecurity> security =
+        LoadConnectionSecurity(health->security);
+    if (!security.ok()) return Fail(security.status(), kFailure);
+    const auto serving = CheckHealth(health->server, health->service, *security);
     if (!serving.ok()) return Fail(serving.status(), kFailure);
     std::cout << grpc::health::v1::HealthCheckResponse::ServingStatus_Name(*serving)
               << std::endl;

@@ -1,4 +1,5 @@
-// calibd: serves calib.v1.CalibrationService, grpc.health.v1 and server reflection.
+// calibd: serves calib.v1.CalibrationService, grpc.health.v1 and server reflection,
+// over plaintext, TLS or mutual TLS, with an optional bearer token on the calib calls.
 // Prints "calibd listening on HOST:PORT" on stdout once serving (the chosen port when
 // --listen asks for port 0), one line per finished call on stderr; on SIGTERM or SIGINT
 // reports NOT_SERVING, lets calls in flight end within --grace-seconds, and exits 0.
@@ -13,13 +14,16 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "oneapi/tbb/global_control.h"
 #include "oneapi/tbb/task_arena.h"
+#include "server/auth.h"
 #include "server/calibration_service.h"
 #include "server/server_options.h"
+#include "server/transport.h"
 
 namespace calib {
 namespace {
@@ -39,6 +43,30 @@ class WithoutReflection final : public grpc::ServerBuilderOption {
 };
 
 int Serve(const ServerOptions& options) {
+  // Files first: a bad certificate, key or token file ends calibd before it listens.
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      MakeServerCredentials(options);
+  if (!credentials.ok()) {
+    std::fprintf(stderr, "calibd: %s\n",
+                 std::string(credentials.status().message()).c_str());
+    return 1;
+  }
+  std::optional<BearerToken> token;
+  if (!options.auth_token_file.empty()) {
+    absl::StatusOr<BearerToken> read = BearerToken::FromFile(options.auth_token_file);
+    if (!read.ok()) {
+      std::fprintf(stderr, "calibd: %s\n", std::string(read.status().message()).c_str());
+      return 1;
+    }
+    token = *read;
+    if (options.tls_cert.empty()) {
+      std::fprintf(stderr,
+                   "calibd: warning: --auth-token-file without --tls-cert: bearer tokens "
+                   "cross the network in clear text; use this only on loopback or "
+                   "inside an encrypted mesh\n");
+    }
+  }
+
   // SIGTERM and SIGINT are blocked in every thread (threads inherit this mask) and taken
   // by sigwait below, so no signal handler runs and gRPC is only called from a thread.
   sigset_t stop_signals;
@@ -57,6 +85,8 @@ int Serve(const ServerOptions& options) {
   CalibrationServiceImpl service(
       EvaluationLimits{.max_rows = options.max_rows, .max_classes = options.max_classes},
       options.max_message_bytes, &arena);
+  std::optional<TokenCheckedService> checked;
+  if (token) checked.emplace(&service, &*token);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
@@ -66,10 +96,15 @@ int Serve(const ServerOptions& options) {
     builder.SetOption(std::make_unique<WithoutReflection>());
   }
   int port = 0;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(options.listen, *credentials, &port);
+  AddConnectionArguments(options, &builder);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
-  builder.RegisterService(&service);
+  if (checked) {
+    builder.RegisterService(&*checked);
+  } else {
+    builder.RegisterService(&service);
+  }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     std::fprintf(stderr, "calibd: cannot listen on %s\n", options.listen.c_str());

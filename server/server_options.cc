@@ -20,10 +20,13 @@ absl::Status OutOfRange(const std::string& flag, const std::string& value,
 
 absl::StatusOr<ServerOptions> ParseServerOptions(const std::vector<std::string>& args) {
   CALIB_ASSIGN_OR_RETURN(
-      Flags flags, Flags::Parse(args,
-                                {"listen", "threads", "max-message-bytes", "max-rows",
-                                 "max-classes", "grace-seconds"},
-                                {"reflection", "help"}));
+      Flags flags,
+      Flags::Parse(args,
+                   {"listen", "threads", "max-message-bytes", "max-rows", "max-classes",
+                    "grace-seconds", "tls-cert", "tls-key", "tls-client-ca",
+                    "auth-token-file", "keepalive-seconds", "keepalive-timeout-seconds",
+                    "max-connection-age-seconds", "max-connection-age-grace-seconds"},
+                   {"reflection", "help"}));
   if (!flags.positionals().empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat("unexpected argument '", flags.positionals().front(), "'"));
@@ -55,7 +58,45 @@ absl::StatusOr<ServerOptions> ParseServerOptions(const std::vector<std::string>&
                       absl::StrCat("at most ", UINT32_MAX));
   }
   options.max_classes = static_cast<uint32_t>(max_classes);
-  CALIB_ASSIGN_OR_RETURN(options.reflection, flags.GetBool("reflection", true));
+  options.tls_cert = flags.GetOr("tls-cert", "");
+  options.tls_key = flags.GetOr("tls-key", "");
+  options.tls_client_ca = flags.GetOr("tls-client-ca", "");
+  options.auth_token_file = flags.GetOr("auth-token-file", "");
+  for (const char* flag : {"tls-cert", "tls-key", "tls-client-ca", "auth-token-file"}) {
+    if (flags.Has(flag) && flags.GetOr(flag, "").empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("flag --", flag, " needs a path"));
+    }
+  }
+  if (options.tls_cert.empty() != options.tls_key.empty()) {
+    return absl::InvalidArgumentError(
+        "flags --tls-cert and --tls-key go together: the certificate and its key");
+  }
+  if (!options.tls_client_ca.empty() && options.tls_cert.empty()) {
+    return absl::InvalidArgumentError(
+        "flag --tls-client-ca needs --tls-cert and --tls-key: mutual TLS is TLS first");
+  }
+  // Reflection is not token-checked, so a server that asks for a token keeps it off
+  // unless told otherwise.
+  CALIB_ASSIGN_OR_RETURN(options.reflection,
+                         flags.GetBool("reflection", options.auth_token_file.empty()));
+  struct Seconds {
+    const char* flag;
+    uint64_t* value;
+    uint64_t min;
+  };
+  for (const Seconds& s :
+       {Seconds{"keepalive-seconds", &options.keepalive_seconds, 1},
+        Seconds{"keepalive-timeout-seconds", &options.keepalive_timeout_seconds, 1},
+        Seconds{"max-connection-age-seconds", &options.max_connection_age_seconds, 0},
+        Seconds{"max-connection-age-grace-seconds",
+                &options.max_connection_age_grace_seconds, 0}}) {
+    CALIB_ASSIGN_OR_RETURN(*s.value, flags.GetUint(s.flag, *s.value));
+    // gRPC takes milliseconds as an int.
+    if (*s.value < s.min || *s.value > INT_MAX / 1000) {
+      return OutOfRange(s.flag, absl::StrCat(*s.value),
+                        absl::StrCat("between ", s.min, " and ", INT_MAX / 1000));
+    }
+  }
   CALIB_ASSIGN_OR_RETURN(options.grace_seconds,
                          flags.GetDouble("grace-seconds", options.grace_seconds));
   if (!(options.grace_seconds >= 0 && options.grace_seconds <= 86400)) {
@@ -68,6 +109,11 @@ absl::StatusOr<ServerOptions> ParseServerOptions(const std::vector<std::string>&
 std::string ServerUsage() {
   return "usage: calibd [--listen 0.0.0.0:50051] [--threads N]\n"
          "              [--max-message-bytes 67108864] [--max-rows N] [--max-classes N]\n"
+         "              [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]\n"
+         "              [--auth-token-file PATH] [--keepalive-seconds 30]\n"
+         "              [--keepalive-timeout-seconds 10] [--max-connection-age-seconds "
+         "300]\n"
+         "              [--max-connection-age-grace-seconds 0]\n"
          "              [--grace-seconds 20] [--reflection=true]\n"
          "\n"
          "Serves calib.v1.CalibrationService, grpc.health.v1 and server reflection.\n"
@@ -77,7 +123,35 @@ std::string ServerUsage() {
          "  --max-rows           most rows per evaluation, 0 for no limit\n"
          "  --max-classes        largest num_classes, 0 for no limit\n"
          "  --grace-seconds      on SIGTERM, how long calls in flight may take to end\n"
-         "  --reflection         serve grpc.reflection (default true)\n";
+         "  --reflection         serve grpc.reflection (default true; false with\n"
+         "                       --auth-token-file, since reflection is not "
+         "token-checked)\n"
+         "\n"
+         "Security:\n"
+         "  --tls-cert, --tls-key  serve TLS with this certificate chain and private "
+         "key\n"
+         "  --tls-client-ca        mutual TLS: require a client certificate this CA "
+         "signed\n"
+         "  --auth-token-file      every call but health checks must carry the metadata\n"
+         "                         'authorization: Bearer <token>' with the file's "
+         "token\n"
+         "                         (trailing whitespace dropped); else UNAUTHENTICATED.\n"
+         "                         Without TLS the token crosses the network in clear\n"
+         "                         text: only on loopback or inside an encrypted mesh.\n"
+         "\n"
+         "Connections (defaults suit Kubernetes):\n"
+         "  --keepalive-seconds    ping a connection idle this long, to find peers that\n"
+         "                         vanished and keep NAT and conntrack entries alive;\n"
+         "                         clients may ping as often as every 10 s (calib and\n"
+         "                         calib_client ping every 30 s)\n"
+         "  --keepalive-timeout-seconds  close a connection whose ping is unanswered\n"
+         "  --max-connection-age-seconds  ask clients to reconnect after this long "
+         "(+-10%),\n"
+         "                         so that they re-resolve DNS and spread over new\n"
+         "                         replicas; 0 for never\n"
+         "  --max-connection-age-grace-seconds  then how long calls in flight on that\n"
+         "                         connection may take before it closes; 0 for no "
+         "limit\n";
 }
 
 }  // namespace calib

@@ -18,8 +18,19 @@ struct ServerOptions {
   uint64_t max_message_bytes = 64 << 20;
   uint64_t max_rows = 0;     // 0: unlimited
   uint32_t max_classes = 0;  // 0: unlimited
-  bool reflection = true;
+  bool reflection = true;    // off by default when a token is required (see the parser)
   double grace_seconds = 20;
+  // TLS: all empty serves plaintext. tls_client_ca set requires client certificates
+  // that it signed (mutual TLS); it needs tls_cert and tls_key.
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
+  std::string auth_token_file;  // empty: no token checked
+  // Connections, sized for Kubernetes: see ServerUsage() for why each value.
+  uint64_t keepalive_seconds = 30;
+  uint64_t keepalive_timeout_seconds = 10;
+  uint64_t max_connection_age_seconds = 300;      // 0: connections never age out
+  uint64_t max_connection_age_grace_seconds = 0;  // 0: calls in flight run to their end
   bool help = false;
 };
 

@@ -120,7 +120,7 @@ TEST(CommandLineTest, RejectsBadUsage) {
   ExpectUsageError({"--labels", "y.npy"}, "missing --logits FILE");
   ExpectUsageError({"--logits", "z.npy"}, "missing --labels FILE");
   ExpectUsageError(With({"--plots", "x.svg"}), "unknown flag --plots");
-  ExpectUsageError(With({"--tls-ca", "ca.pem"}), "unknown flag --tls-ca");
+  ExpectUsageError(With({"--tls-cas", "ca.pem"}), "unknown flag --tls-cas");
   ExpectUsageError(With({"--activation", "relu"}),
                    "flag --activation: 'relu' is not one of sigmoid, softmax");
   ExpectUsageError(With({"--input", "logit"}), "flag --input: 'logit'");
@@ -158,15 +158,65 @@ TEST(CommandLineTest, HealthNeedsAServer) {
   EXPECT_EQ(health->service, "calib.v1.X");
 }
 
+TEST(CommandLineTest, SecurityFlagsReachEvalAndHealth) {
+  const std::vector<std::string> security = {"--tls-ca",
+                                             "ca.pem",
+                                             "--tls-cert",
+                                             "c.pem",
+                                             "--tls-key",
+                                             "c.key",
+                                             "--token-file=token.txt"};
+  auto eval = ParseEvalCommand(With(security), "env:2");
+  ASSERT_TRUE(eval.ok()) << eval.status();
+  EXPECT_EQ(eval->security.tls_ca, "ca.pem");
+  EXPECT_EQ(eval->security.tls_cert, "c.pem");
+  EXPECT_EQ(eval->security.tls_key, "c.key");
+  EXPECT_EQ(eval->security.token_file, "token.txt");
+  std::vector<std::string> health_args = {"--server", "h:1"};
+  health_args.insert(health_args.end(), security.begin(), security.end());
+  auto health = ParseHealthCommand(health_args, "");
+  ASSERT_TRUE(health.ok()) << health.status();
+  EXPECT_EQ(health->security.tls_ca, "ca.pem");
+  EXPECT_EQ(health->security.token_file, "token.txt");
+  // None given: plaintext, no token.
+  eval = ParseEvalCommand(kFiles, "env:2");
+  ASSERT_TRUE(eval.ok()) << eval.status();
+  EXPECT_EQ(eval->security.tls_ca, "");
+  EXPECT_EQ(eval->security.token_file, "");
+}
+
+TEST(CommandLineTest, SecurityFlagsThatCannotWork) {
+  ExpectUsageError(With({"--token-file", "t"}), "flag --token-file is for a server");
+  ExpectUsageError(With({"--server", "h:1", "--tls-ca="}), "flag --tls-ca needs a path");
+  ExpectUsageError(With({"--server", "h:1", "--tls-ca", "ca", "--tls-cert", "c"}),
+                   "flags --tls-cert and --tls-key go together");
+  ExpectUsageError(With({"--server", "h:1", "--tls-cert", "c", "--tls-key", "k"}),
+                   "flag --tls-cert needs --tls-ca");
+  auto health = ParseHealthCommand({"--server=h:1", "--tls-key", "k"}, "");
+  ASSERT_FALSE(health.ok());
+  EXPECT_THAT(std::string(health.status().message()),
+              HasSubstr("--tls-cert and --tls-key go together"));
+}
+
 TEST(CommandLineTest, HelpTextsNameEveryFlag) {
-  for (const char* flag :
-       {"--logits", "--labels", "--server", "--activation", "--input", "--bins",
-        "--ignore-index", "--top-k", "--classwise", "--fit-temperature", "--bin-edges",
-        "--binary-reliability", "--json", "--plot", "--chunk-bytes", "--bootstrap",
-        "--level", "--seed", "--smooth-ece"}) {
+  for (const char* flag : {"--logits",       "--labels",
+                           "--server",       "--activation",
+                           "--input",        "--bins",
+                           "--ignore-index", "--top-k",
+                           "--classwise",    "--fit-temperature",
+                           "--bin-edges",    "--binary-reliability",
+                           "--json",         "--plot",
+                           "--chunk-bytes",  "--bootstrap",
+                           "--level",        "--seed",
+                           "--smooth-ece",   "--tls-ca",
+                           "--tls-cert",     "--tls-key",
+                           "--token-file"}) {
     EXPECT_THAT(std::string(kEvalHelp), HasSubstr(flag));
   }
-  EXPECT_THAT(std::string(kHealthHelp), HasSubstr("--server"));
+  for (const char* flag :
+       {"--server", "--service", "--tls-ca", "--tls-cert", "--tls-key", "--token-file"}) {
+    EXPECT_THAT(std::string(kHealthHelp), HasSubstr(flag));
+  }
   EXPECT_THAT(std::string(kMainHelp), HasSubstr("calib eval"));
   EXPECT_THAT(std::string(kMainHelp), HasSubstr("calib health"));
 }

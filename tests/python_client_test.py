@@ -3,8 +3,8 @@
 Each report is compared with `calib eval --json` run in-process on the same data saved
 as .npy: the client streams to calibd, the CLI calls the engine directly, and the
 contract says both give the same numbers, so the dicts must be equal exactly. Tests
-that need torch skip when it is missing. TLS and the bearer token are checked against a
-small Python gRPC server, since calibd does not serve TLS or check tokens yet.
+that need torch skip when it is missing. TLS, mutual TLS and the bearer token are checked
+against calibd in tests/tls_auth_test.py.
 
 Needs CALIB_BIN, CALIBD_BIN and PYTHONPATH=<build>/python (ctest sets all three).
 """
@@ -15,18 +15,15 @@ import os
 import pathlib
 import queue
 import re
-import shutil
 import subprocess
 import sys
 import threading
-from concurrent import futures
 
 import grpc
 import numpy as np
 import pytest
 
 import calib_client
-from calib_client import stubs
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
@@ -320,62 +317,6 @@ def test_the_package_imports_without_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=TIMEOUT_S)
     assert done.returncode == 0, done.stderr
-
-
-def self_signed(tmp_path, name):
-    """A self-signed certificate for 127.0.0.1: (key PEM, certificate PEM)."""
-    key, cert = tmp_path / f"{name}.key", tmp_path / f"{name}.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
-                    "-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True, timeout=TIMEOUT_S)
-    return key.read_bytes(), cert.read_bytes()
-
-
-class RecordingService(stubs.calibration_pb2_grpc.CalibrationServiceServicer):
-    """Answers GetServerInfo and records who asked, with what metadata."""
-
-    def __init__(self):
-        self.metadata = None
-        self.peer_names = None
-
-    def GetServerInfo(self, request, context):
-        self.metadata = dict(context.invocation_metadata())
-        self.peer_names = context.auth_context().get("x509_common_name")
-        return stubs.calibration_pb2.GetServerInfoResponse(version="tls-test")
-
-
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
-def test_mutual_tls_and_token_reach_the_server(tmp_path):
-    # calibd has no TLS or token checks yet: a Python server stands in for it.
-    server_key, server_cert = self_signed(tmp_path, "server")
-    client_key, client_cert = self_signed(tmp_path, "client")
-    service = RecordingService()
-    grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    stubs.calibration_pb2_grpc.add_CalibrationServiceServicer_to_server(service, grpc_server)
-    credentials = grpc.ssl_server_credentials([(server_key, server_cert)],
-                                              root_certificates=client_cert,
-                                              require_client_auth=True)
-    port = grpc_server.add_secure_port("127.0.0.1:0", credentials)
-    grpc_server.start()
-    try:
-        address = f"127.0.0.1:{port}"
-        with calib_client.Client(address, root_certificates=server_cert,
-                                 private_key=client_key.decode(),
-                                 certificate_chain=client_cert, token="s3cret",
-                                 timeout=30) as client:
-            assert client.server_info().version == "tls-test"
-        assert service.metadata["authorization"] == "Bearer s3cret"
-        assert service.peer_names == [b"client"]
-        # Without the client certificate the handshake fails, as a CalibError.
-        with calib_client.Client(address, root_certificates=server_cert,
-                                 timeout=30) as client:
-            with pytest.raises(calib_client.CalibError) as caught:
-                client.server_info()
-        assert caught.value.code == grpc.StatusCode.UNAVAILABLE
-    finally:
-        grpc_server.stop(None)
 
 
 def test_token_without_tls_is_sent_as_metadata(server):

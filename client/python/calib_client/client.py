@@ -57,8 +57,15 @@ class Client:
         # Reports with many bins can pass gRPC's default 4 MiB receive limit.
         # round_robin spreads calls over every address of a target that names several
         # servers ("ipv4:127.0.0.1:P1,127.0.0.1:P2", or "dns:///" on a headless Service).
+        # Keepalive within calibd's ping policy (it accepts a ping every 10 s at most):
+        # a ping every 30 s on a quiet connection, between calls too, so a Client kept
+        # across an evaluation loop notices a vanished server and stays through NAT.
         options = [("grpc.max_receive_message_length", -1),
-                   ("grpc.lb_policy_name", "round_robin")]
+                   ("grpc.lb_policy_name", "round_robin"),
+                   ("grpc.keepalive_time_ms", 30_000),
+                   ("grpc.keepalive_timeout_ms", 10_000),
+                   ("grpc.keepalive_permit_without_calls", 1),
+                   ("grpc.http2.max_pings_without_data", 0)]
         if root_certificates is None and private_key is None and certificate_chain is None:
             self._channel = grpc.insecure_channel(server, options=options)
         else:
