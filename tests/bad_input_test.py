@@ -9,6 +9,7 @@ in-process engine does (`calib eval --json` without a server), and exit 0 on SIG
 Needs CALIBD_BIN, CALIB_BIN and PYTHONPATH=<build>/python (ctest sets them).
 """
 
+import os
 import signal
 import socket
 import subprocess
@@ -243,6 +244,27 @@ def test_max_rows_counts_over_the_stream(stub):
             stream_messages(pb.EvaluationConfig(num_classes=2), [rows, rows]),
             timeout=TIMEOUT_S),
         C.RESOURCE_EXHAUSTED, f"brings the evaluation to {2 * half} rows", "--max-rows")
+
+
+def test_unlimited_server_refuses_what_it_cannot_allocate(tmp_path):
+    """Without --max-classes, classwise bins for 2^32-1 classes x 10,000 bins (over a
+    petabyte) cannot be allocated: that call ends RESOURCE_EXHAUSTED, and only it."""
+    # ASan's allocator aborts on an impossible size unless told to fail it like glibc.
+    env = dict(os.environ)
+    env["ASAN_OPTIONS"] = ":".join(
+        filter(None, [env.get("ASAN_OPTIONS"), "allocator_may_return_null=1"]))
+    server = Calibd("--threads", "2", env=env)
+    try:
+        with grpc.insecure_channel(server.address) as channel:
+            stub = pb_grpc.CalibrationServiceStub(channel)
+            config = pb.EvaluationConfig(num_classes=2**32 - 1, num_bins=10_000,
+                                         classwise=True)
+            expect_refused(lambda: stub.EvaluateStream(stream_messages(config, []),
+                                                       timeout=TIMEOUT_S),
+                           C.RESOURCE_EXHAUSTED)
+            assert_answers_exactly(stub, tmp_path, seed=12)
+    finally:
+        assert server.stop() == 0, server.log()[-4000:]
 
 
 # --- bytes that are not the message the method takes ------------------------------------

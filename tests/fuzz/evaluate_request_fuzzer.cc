@@ -155,7 +155,7 @@ void EvaluateStream(google::protobuf::io::ZeroCopyInputStream* input) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
-  // Like calibd's arena: enqueued work on two threads.
+  // Two threads, like calibd --threads 2: the engine splits larger batches over them.
   static tbb::task_arena arena(2);
   const bool stream = (data[0] & 1) != 0;
   google::protobuf::io::ArrayInputStream input(data + 1, static_cast<int>(size - 1));
