@@ -6,6 +6,8 @@ dtype and option, and a few of each kind of bad one, in the fuzzer's input forma
   PYTHONPATH=build/python /usr/bin/python3 tests/fuzz/make_corpus.py tests/fuzz/corpus
 
 Deterministic (fixed seeds), so rerunning it leaves the committed corpus unchanged.
+Inputs the fuzzer found (found_*: a crash or a slow call, once fixed) sit beside these
+as regression cases; this script leaves them alone.
 """
 
 import pathlib
