@@ -40,10 +40,10 @@ class Calibd:
     """One calibd process. Its stdout and stderr (the call log) are drained by a thread
     into `self.log`, so the server never blocks on a full pipe."""
 
-    def __init__(self, *flags, env=None):
+    def __init__(self, *flags):
         self.proc = subprocess.Popen(
             [required_env("CALIBD_BIN"), "--listen", "127.0.0.1:0", *flags],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self._lines = []
         self._cond = threading.Condition()
         threading.Thread(target=self._pump, daemon=True).start()
