@@ -289,7 +289,7 @@ MALFORMED = malformed_requests()
 
 
 @pytest.mark.parametrize("name", list(MALFORMED))
-def test_malformed_protobuf_bytes(calibd, channel, stub, name):
+def test_malformed_protobuf_bytes(channel, stub, name):
     raw = MALFORMED[name]
     # Identity serializers: the bytes go on the wire as they are. A unary request that
     # does not parse never reaches the service: gRPC 1.51's callback API fails it itself,
