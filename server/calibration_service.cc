@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/unknown_field_set.h"
 #include "server/call_log.h"
 #include "server/grpc_status.h"
 #include "src/status_macros.h"
@@ -107,10 +108,18 @@ class EvaluateStreamReactor final
     // Tells the client at once that the stream was taken (WaitForInitialMetadata), so
     // it knows a shutdown that starts later will let this stream finish.
     StartSendInitialMetadata();
-    StartRead(&request_);
+    StartNextRead();
   }
 
   void OnReadDone(bool ok) override {
+    if (!ok && !Unread()) {
+      // Not the end: a message came and did not parse. Taking it for a half-close would
+      // report on the rows before it as if they were all.
+      End(absl::InvalidArgumentError(absl::StrCat(
+          "message ", messages_ + 1,
+          " of the stream does not parse as a calib.v1.EvaluateStreamRequest")));
+      return;
+    }
     if (!ok) {
       // The client half-closed, or the call is broken (then Report sees it cancelled).
       arena_->enqueue([this] { End(RunStep([this] { return Report(); })); });
@@ -121,7 +130,7 @@ class EvaluateStreamReactor final
     arena_->enqueue([this] {
       absl::Status status = RunStep([this] { return Consume(); });
       if (status.ok()) {
-        StartRead(&request_);
+        StartNextRead();
       } else {
         End(status);
       }
@@ -134,6 +143,21 @@ class EvaluateStreamReactor final
   }
 
  private:
+  // gRPC ends a read with ok = false both when the client half-closed and when a message
+  // came whose bytes do not parse. Only the latter parses into request_, which clears it
+  // first; so a mark left in request_ before the read tells the two apart.
+  static constexpr int kUnreadMark = 536870911;  // the largest field number
+  void StartNextRead() {
+    request_.Clear();
+    request_.GetReflection()->MutableUnknownFields(&request_)->AddVarint(kUnreadMark, 1);
+    StartRead(&request_);
+  }
+  bool Unread() const {
+    const google::protobuf::UnknownFieldSet& fields =
+        request_.GetReflection()->GetUnknownFields(request_);
+    return fields.field_count() == 1 && fields.field(0).number() == kUnreadMark;
+  }
+
   absl::Status Consume() {
     if (context_->IsCancelled()) return CancelledStatus();
     switch (request_.kind_case()) {

@@ -1,7 +1,7 @@
 // calibd end to end: a real calibd process with small limits, called over a real
 // channel. Covers GetServerInfo, health, Evaluate against a float64 reference,
 // EvaluateStream against Evaluate, every row of api.md's status table that this server
-// implements, the call log, flag errors, and a SIGTERM with a stream in flight.
+// implements, the call log, flag errors, and a SIGTERM with streams in flight.
 #include <gmock/gmock.h>
 #include <google/protobuf/util/message_differencer.h>
 #include <grpcpp/generic/generic_stub.h>
@@ -653,7 +653,7 @@ TEST(CalibdFlagsTest, BadFlagsExitWithStatus2AndOneLine) {
   EXPECT_EQ(CalibdProcess::RunToExit({"--help"}, &err), 0);
 }
 
-TEST(CalibdShutdownTest, SigtermLetsAStreamInFlightFinishThenExits0) {
+TEST(CalibdShutdownTest, SigtermLetsStreamsInFlightFinishRefusesNewCallsExits0) {
   std::unique_ptr<CalibdProcess> server = CalibdProcess::Start(
       {"--threads", "1", "--grace-seconds", "10", "--reflection=false"});
   ASSERT_NE(server, nullptr);
@@ -669,14 +669,39 @@ TEST(CalibdShutdownTest, SigtermLetsAStreamInFlightFinishThenExits0) {
   ASSERT_TRUE(watch->Read(&health_status));
   EXPECT_EQ(health_status.status(), grpc::health::v1::HealthCheckResponse::SERVING);
 
-  auto stub = v1::CalibrationService::NewStub(channel);
-  grpc::ClientContext context;
-  context.set_deadline(Deadline());
-  v1::EvaluateStreamResponse response;
-  auto writer = stub->EvaluateStream(&context, &response);
-  ASSERT_TRUE(writer->Write(ConfigMessage(Config(2))));
-  ASSERT_TRUE(writer->Write(BatchMessage(MakeBatch({2, 1, 0, 3}, {0, 1}))));
-  writer->WaitForInitialMetadata();  // the server has taken the stream
+  // Streams in flight: two on the channel that keeps its connection, two on channels of
+  // their own; each has its config and a first batch taken by the server.
+  constexpr int kStreams = 4;
+  const RandomData data(40, 11);
+  v1::EvaluateResponse expected;
+  {
+    auto stub = v1::CalibrationService::NewStub(channel);
+    grpc::ClientContext context;
+    context.set_deadline(Deadline());
+    const grpc::Status status =
+        stub->Evaluate(&context, Request(data.Config(), data.Rows(0, 40)), &expected);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  struct InFlight {
+    std::unique_ptr<v1::CalibrationService::Stub> stub;
+    grpc::ClientContext context;
+    v1::EvaluateStreamResponse response;
+    std::unique_ptr<grpc::ClientWriter<v1::EvaluateStreamRequest>> writer;
+  };
+  std::vector<std::unique_ptr<InFlight>> streams;
+  for (int i = 0; i < kStreams; ++i) {
+    auto call = std::make_unique<InFlight>();
+    call->stub = v1::CalibrationService::NewStub(
+        i < 2
+            ? channel
+            : grpc::CreateChannel(server->address(), grpc::InsecureChannelCredentials()));
+    call->context.set_deadline(Deadline());
+    call->writer = call->stub->EvaluateStream(&call->context, &call->response);
+    ASSERT_TRUE(call->writer->Write(ConfigMessage(data.Config())));
+    ASSERT_TRUE(call->writer->Write(BatchMessage(data.Rows(0, 10 * i))));
+    call->writer->WaitForInitialMetadata();  // the server has taken the stream
+    streams.push_back(std::move(call));
+  }
 
   server->Signal(SIGTERM);
   ASSERT_TRUE(server->WaitForStderr("shutting down", std::chrono::seconds(5)));
@@ -685,26 +710,42 @@ TEST(CalibdShutdownTest, SigtermLetsAStreamInFlightFinishThenExits0) {
   watch_context.TryCancel();
   watch->Finish();
 
-  // New calls are refused while the stream goes on, once Shutdown has begun (a moment
-  // after NOT_SERVING).
-  bool refused = false;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (!refused && std::chrono::steady_clock::now() < deadline) {
-    auto late_stub = v1::CalibrationService::NewStub(
-        grpc::CreateChannel(server->address(), grpc::InsecureChannelCredentials()));
-    grpc::ClientContext late_context;
-    late_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
-    v1::GetServerInfoResponse info;
-    refused = !late_stub->GetServerInfo(&late_context, {}, &info).ok();
-  }
-  EXPECT_TRUE(refused);
+  // New calls are refused while the streams go on, once Shutdown has begun (a moment
+  // after NOT_SERVING): on a new channel, and on the channel whose streams go on.
+  auto refused_on = [&](const std::shared_ptr<grpc::Channel>& on) {
+    grpc::StatusCode code = grpc::StatusCode::OK;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (code == grpc::StatusCode::OK && std::chrono::steady_clock::now() < deadline) {
+      auto late_stub = v1::CalibrationService::NewStub(
+          on != nullptr ? on
+                        : grpc::CreateChannel(server->address(),
+                                              grpc::InsecureChannelCredentials()));
+      grpc::ClientContext late_context;
+      late_context.set_deadline(std::chrono::system_clock::now() +
+                                std::chrono::seconds(1));
+      v1::EvaluateResponse response;
+      code =
+          late_stub
+              ->Evaluate(&late_context,
+                         Request(Config(2), MakeBatch({1, 0, 0, 1}, {0, 1})), &response)
+              .error_code();
+    }
+    return code;
+  };
+  EXPECT_EQ(refused_on(nullptr), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(refused_on(channel), grpc::StatusCode::UNAVAILABLE);
 
-  ASSERT_TRUE(writer->Write(BatchMessage(MakeBatch({0, 1, 1, 0, 5, 4}, {1, 0, 0}))));
-  writer->WritesDone();
-  const grpc::Status status = writer->Finish();
-  ASSERT_TRUE(status.ok()) << status.error_message();
-  EXPECT_EQ(response.report().metrics().num_samples(), 5u);
-  EXPECT_DOUBLE_EQ(response.report().metrics().accuracy(), 1.0);
+  // Every stream in flight ends with the report of all its rows.
+  for (int i = 0; i < kStreams; ++i) {
+    SCOPED_TRACE(i);
+    InFlight& call = *streams[i];
+    ASSERT_TRUE(call.writer->Write(BatchMessage(data.Rows(10 * i, 40 - 10 * i))));
+    call.writer->WritesDone();
+    const grpc::Status status = call.writer->Finish();
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(call.response.report(),
+                                                                   expected.report()));
+  }
   EXPECT_EQ(server->WaitForExit(std::chrono::seconds(15)), 0);
 }
 
