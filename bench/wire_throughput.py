@@ -42,9 +42,11 @@ def main() -> None:
     parser.add_argument("--chunk-bytes", default="262144,1048576,4194304,16777216")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--calib", help="this calib instead of the build's")
+    parser.add_argument("--calibd", help="this calibd instead of the build's")
     args = parser.parse_args()
-    calib = os.path.join(args.build, "calib")
-    calibd = os.path.join(args.build, "calibd")
+    calib = args.calib or os.path.join(args.build, "calib")
+    calibd = args.calibd or os.path.join(args.build, "calibd")
     null_service = os.path.join(args.build, "bench", "null_service")
 
     rows = []

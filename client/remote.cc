@@ -5,10 +5,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <limits>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -91,74 +89,20 @@ std::shared_ptr<grpc::Channel> OpenChannel(const std::string& server,
   return grpc::CreateCustomChannel(server, grpc::InsecureChannelCredentials(), args);
 }
 
-// EvaluateStream as raw messages, so that a batch's bytes go from the mapped file to
-// the socket without a copy: each message is its few bytes of protobuf framing plus
+// The messages of EvaluateStream as raw bytes, so that a batch goes from the mapped file
+// to the socket without a copy: each message is its few bytes of protobuf framing plus
 // slices that borrow the rows from the input's storage (and keep it alive for as long
-// as gRPC holds them). The server sees the same EvaluateStreamRequest as from a
-// generated stub. The next message is handed over as soon as gRPC takes the previous
-// one, so reading the file, sending and the server's computing overlap.
-class BatchStream final
-    : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+// as gRPC holds them). The server parses the same EvaluateStreamRequest as from a
+// generated stub.
+class BatchMessages {
  public:
-  BatchStream(const v1::EvaluationConfig& config, const EvalInput& input,
-              uint64_t rows_per_chunk)
-      : input_(input), rows_per_chunk_(rows_per_chunk) {
-    v1::EvaluateStreamRequest request;
-    *request.mutable_config() = config;
-    const std::string bytes = request.SerializeAsString();
-    grpc::Slice slice(bytes);
-    message_ = grpc::ByteBuffer(&slice, 1);
-  }
+  BatchMessages(const EvalInput& input, uint64_t rows_per_chunk)
+      : input_(input), rows_per_chunk_(rows_per_chunk) {}
 
-  // Sends everything and waits for the end of the call.
-  grpc::Status Run() {
-    StartRead(&response_);
-    StartWrite(&message_);
-    StartCall();
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_cv_.wait(lock, [this] { return done_; });
-    return status_;
-  }
+  bool done() const { return next_row_ >= input_.rows; }
 
-  // Whether every message went out (read after Run returns).
-  bool all_sent() const { return !write_failed_ && next_row_ >= input_.rows; }
-
-  absl::StatusOr<v1::Report> TakeReport() {
-    v1::EvaluateStreamResponse response;
-    const grpc::Status parsed =
-        grpc::SerializationTraits<v1::EvaluateStreamResponse>::Deserialize(&response_,
-                                                                           &response);
-    if (!parsed.ok()) {
-      return absl::InternalError("EvaluateStream: the server's Report does not parse");
-    }
-    return std::move(*response.mutable_report());
-  }
-
-  void OnWriteDone(bool ok) override {
-    // Not ok: the server ended the call; OnDone has its status.
-    if (!ok) {
-      write_failed_ = true;
-      return;
-    }
-    if (next_row_ >= input_.rows) {
-      StartWritesDone();
-      return;
-    }
-    NextBatch();
-    StartWrite(&message_);
-  }
-
-  void OnReadDone(bool /*ok*/) override {}
-
-  void OnDone(const grpc::Status& status) override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    status_ = status;
-    done_ = true;
-    done_cv_.notify_one();
-  }
-
- private:
-  void NextBatch() {
+  // The next batch; call only while !done().
+  grpc::ByteBuffer Next() {
     const uint64_t rows = std::min(rows_per_chunk_, input_.rows - next_row_);
     const uint64_t logits_row = input_.num_classes * DTypeSize(input_.logits.dtype);
     const uint64_t labels_row = input_.labels_per_row * DTypeSize(input_.labels.dtype);
@@ -168,8 +112,8 @@ class BatchStream final
         input_.labels.data.substr(next_row_ * labels_row, rows * labels_row);
     next_row_ += rows;
 
-    // Batch{logits = 1: Tensor, labels = 2: Tensor} inside EvaluateStreamRequest's
-    // field 2; Tensor{dtype = 1: varint, data = 2: bytes}.
+    // EvaluateStreamRequest{batch = 2: Batch{logits = 1, labels = 2: Tensor}};
+    // Tensor{dtype = 1: varint, data = 2: bytes}.
     const std::string logits_head = TensorHead(1, input_.logits.dtype, logits.size());
     const std::string labels_head = TensorHead(2, input_.labels.dtype, labels.size());
     std::string head;
@@ -180,10 +124,11 @@ class BatchStream final
     const grpc::Slice slices[] = {
         grpc::Slice(head), Borrow(logits, input_.logits.storage),
         grpc::Slice(labels_head), Borrow(labels, input_.labels.storage)};
-    message_ = grpc::ByteBuffer(slices, 4);
+    return grpc::ByteBuffer(slices, 4);
   }
 
-  // The length-delimited field `field`'s tag.
+ private:
+  // The tag of length-delimited field `field`.
   static void PutTag(int field, std::string* out) {
     out->push_back(static_cast<char>(field << 3 | 2));
   }
@@ -193,7 +138,7 @@ class BatchStream final
     out->push_back(static_cast<char>(value));
   }
 
-  // A Tensor field's tag and length, its dtype field, and the tag and length of its data.
+  // A Tensor field's tag and length, its dtype, and its data's tag and length.
   static std::string TensorHead(int field, v1::DType dtype, uint64_t data_size) {
     std::string tensor;
     if (dtype != v1::DTYPE_UNSPECIFIED) {
@@ -221,15 +166,79 @@ class BatchStream final
 
   const EvalInput& input_;
   const uint64_t rows_per_chunk_;
-  // Touched by one gRPC callback at a time, and by Run's caller after OnDone.
   uint64_t next_row_ = 0;
-  bool write_failed_ = false;
-  grpc::ByteBuffer message_;
+};
+
+// One EvaluateStream call on a completion queue of its own (gRPC's callback API was
+// measured to stall channel teardown here for ~10 s). One write is in flight at a time,
+// the next message handed over as soon as gRPC takes the previous one, while the
+// server computes; the read of the Report is posted up front.
+class StreamCall {
+ public:
+  StreamCall(grpc::GenericStub* stub, grpc::ClientContext* context)
+      : call_(stub->PrepareCall(context, kEvaluateStreamMethod, &queue_)) {}
+
+  ~StreamCall() {
+    queue_.Shutdown();
+    void* tag;
+    bool ok;
+    while (queue_.Next(&tag, &ok)) {
+    }
+  }
+
+  // Sends `config` then every batch, half-closes and returns the call's status; false
+  // in *all_sent when the server ended the call before taking every message.
+  grpc::Status Run(const v1::EvaluationConfig& config, BatchMessages* batches,
+                   bool* all_sent) {
+    call_->StartCall(Tag(kStart));
+    bool open = Await(kStart);
+    if (open) call_->Read(&response_, Tag(kRead));
+    reading_ = open;
+    v1::EvaluateStreamRequest first;
+    *first.mutable_config() = config;
+    const std::string config_bytes = first.SerializeAsString();
+    grpc::Slice config_slice(config_bytes);
+    grpc::ByteBuffer message(&config_slice, 1);
+    while (open) {
+      call_->Write(message, Tag(kWrite));
+      open = Await(kWrite);
+      if (!open || batches->done()) break;
+      message = batches->Next();
+    }
+    *all_sent = open;
+    if (open) {
+      call_->WritesDone(Tag(kWritesDone));
+      Await(kWritesDone);
+    }
+    grpc::Status status;
+    call_->Finish(&status, Tag(kFinish));
+    Await(kFinish);
+    if (reading_) Await(kRead);
+    return status;
+  }
+
+  grpc::ByteBuffer* response() { return &response_; }
+
+ private:
+  enum Op : intptr_t { kStart = 1, kRead, kWrite, kWritesDone, kFinish };
+
+  static void* Tag(Op op) { return reinterpret_cast<void*>(op); }
+
+  // Waits for `op`; the Report's read may complete first, and is noted.
+  bool Await(Op op) {
+    void* tag;
+    bool ok = false;
+    while (queue_.Next(&tag, &ok)) {
+      if (tag == Tag(op)) return ok;
+      if (tag == Tag(kRead)) reading_ = false;
+    }
+    return false;
+  }
+
+  grpc::CompletionQueue queue_;
+  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call_;
   grpc::ByteBuffer response_;
-  std::mutex mutex_;
-  std::condition_variable done_cv_;
-  bool done_ = false;
-  grpc::Status status_;
+  bool reading_ = false;
 };
 
 }  // namespace
@@ -261,16 +270,23 @@ absl::StatusOr<v1::Report> EvaluateRemote(const std::string& server,
 
   grpc::GenericStub generic(channel);
   grpc::ClientContext context;
-  BatchStream stream(config, input, RowsPerChunk(input, chunk_bytes));
-  generic.PrepareBidiStreamingCall(&context, kEvaluateStreamMethod, grpc::StubOptions(),
-                                   &stream);
-  const grpc::Status status = stream.Run();
+  BatchMessages batches(input, RowsPerChunk(input, chunk_bytes));
+  StreamCall call(&generic, &context);
+  bool all_sent = false;
+  const grpc::Status status = call.Run(config, &batches, &all_sent);
   if (!status.ok()) return FromGrpc(status, "EvaluateStream", server);
-  if (!stream.all_sent()) {
+  if (!all_sent) {
     return absl::UnavailableError(absl::StrCat(
         "EvaluateStream to ", server, " failed: the server closed the stream early"));
   }
-  return stream.TakeReport();
+  v1::EvaluateStreamResponse response;
+  if (!grpc::SerializationTraits<v1::EvaluateStreamResponse>::Deserialize(call.response(),
+                                                                          &response)
+           .ok()) {
+    return absl::InternalError(
+        absl::StrCat("EvaluateStream to ", server, ": the Report does not parse"));
+  }
+  return std::move(*response.mutable_report());
 }
 
 absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> CheckHealth(
