@@ -103,7 +103,7 @@ class Server:
 
 
 def machine() -> str:
-    """'CPU model, N cores, M GiB, kernel' from lscpu and /proc/meminfo."""
+    """'CPU model, N vCPUs, M GiB, kernel, date, load' (lscpu, /proc/meminfo)."""
     model, cpus = platform.processor() or "unknown CPU", str(os.cpu_count())
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
@@ -117,8 +117,10 @@ def machine() -> str:
         pass
     with open("/proc/meminfo") as f:
         mem_gib = int(f.readline().split()[1]) / (1 << 20)
+    # Other work on the machine skews every timing: say how much there was.
+    load = os.getloadavg()[0]
     return (f"{model}, {cpus} vCPUs, {mem_gib:.0f} GiB, Linux {platform.release()}, "
-            f"{time.strftime('%Y-%m-%d', time.gmtime())}")
+            f"{time.strftime('%Y-%m-%d', time.gmtime())}, load average {load:.1f}")
 
 
 def markdown_table(header: List[str], rows: List[List[str]]) -> str:

@@ -3,7 +3,8 @@
 ratios and the machine as Markdown.
 
   /usr/bin/python3 bench/compare_pytorch.py [--build build] [--repeats 5]
-      [--fit-repeats 3] [--shapes 100000x1000,8192x50257] [--threads 2]
+      [--fit-repeats 3] [--shapes 100000x1000,8192x50257] [--fit-shapes ...]
+      [--threads 2] [--skip-naive]
 
 Per shape (float32 logits, int64 labels, written once to a temp dir), each repetition runs
 in turn:
@@ -229,7 +230,8 @@ def fmt(t):
     return f"{t.wall:.3f} ({t.user:.2f} + {t.sys:.2f})"
 
 
-def compare_shape(args, tmp, rows, classes, server):
+def compare_shape(args, tmp, shape, server):
+    rows, classes = (int(v) for v in shape.split("x"))
     calib = os.path.join(args.build, "calib")
     logits, labels = make_files(tmp, rows, classes)
     files = ["--logits", logits, "--labels", labels]
@@ -254,6 +256,8 @@ def compare_shape(args, tmp, rows, classes, server):
             runs["naive"].append(times_of(run_json([*me, "naive"])))
     med = {k: bu.median_times(v) for k, v in runs.items() if v}
     check = max(abs(report[k] - torch_metrics[k]) for k in ("nll", "brier", "accuracy", "ece"))
+    if shape not in args.fit_shapes.split(","):
+        return med, check, None, None, None, None
 
     fit_runs = {k: [] for k in ("calib_fit", "calib_nofit", "lbfgs", "lbfgs_wolfe")}
     fit_t = {}
@@ -280,6 +284,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--fit-repeats", type=int, default=3)
     parser.add_argument("--shapes", default="100000x1000,8192x50257")
+    parser.add_argument("--fit-shapes", default="100000x1000,8192x50257",
+                        help="the shapes of --shapes to fit temperatures on too")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--worker", choices=("metrics", "naive", "fits", "optimum"))
@@ -295,10 +301,9 @@ def main():
             bu.Server([os.path.join(args.build, "calibd"), "--threads",
                        str(args.threads)]) as server:
         for shape in args.shapes.split(","):
-            rows, classes = (int(v) for v in shape.split("x"))
             med, check, fmed, calib_fit, fit_t, optimum = compare_shape(
-                args, tmp, rows, classes, server)
-            label = f"{rows:,} x {classes:,}"
+                args, tmp, shape, server)
+            label = " x ".join(f"{int(v):,}" for v in shape.split("x"))
             torch_wall = med["torch"].wall
             metric_rows.append([
                 label, fmt(med["calib"]), fmt(med["calibd"]),
@@ -306,6 +311,9 @@ def main():
                 fmt(med["torch"]), fmt(med["naive"]) if "naive" in med else "-",
                 f"{med['calib'].wall / torch_wall:.1%}",
                 f"{med['calibd'].wall / torch_wall:.1%}", f"{check:.1e}"])
+            print(metric_rows[-1], flush=True)
+            if fmed is None:
+                continue
             fit_rows.append([
                 label, f"{optimum:.6f}",
                 f"{calib_fit.wall:.3f} ({abs(fit_t['calib'] - optimum) / optimum:.0e})",
@@ -314,7 +322,7 @@ def main():
                 f"{fmed['lbfgs'].wall:.3f} ({abs(fit_t['lbfgs'] - optimum) / optimum:.0e})",
                 f"{fmed['lbfgs_wolfe'].wall / calib_fit.wall:.1f}x",
                 f"{fmed['lbfgs'].wall / calib_fit.wall:.1f}x"])
-            print(metric_rows[-1], fit_rows[-1], flush=True)
+            print(fit_rows[-1], flush=True)
 
     print(f"\n{bu.machine()}; {args.threads} threads everywhere; medians of "
           f"{args.repeats} (metrics) and {args.fit_repeats} (fits), runs alternated.\n")

@@ -75,13 +75,12 @@ def main():
             assert response.report.metrics.num_samples == batches * rows_per_batch
             after = bu.memory_kib(server.pid)
             channel.close()
-            # RSS over the second half of the stream against the first: flat means equal.
-            half = [rss for i, rss in samples if i >= batches // 2]
-            first = [rss for i, rss in samples if 0 < i < batches // 2]
+            # The largest RSS in each quarter of the stream: flat means equal.
+            quarters = [max((rss for i, rss in samples if q * batches <= 4 * i <
+                             (q + 1) * batches), default=0) for q in range(4)]
             table.append([f"{batches * rows_per_batch * row_bytes / 1e9:.1f} GB",
                           f"{batches:,}", f"{idle / 1024:.0f}",
-                          f"{max(first, default=0) / 1024:.0f}",
-                          f"{max(half, default=0) / 1024:.0f}",
+                          " / ".join(f"{q / 1024:.0f}" for q in quarters),
                           f"{after['VmRSS'] / 1024:.0f}", f"{after['VmHWM'] / 1024:.0f}",
                           f"{batches * rows_per_batch * row_bytes / seconds / 1e9:.2f}"])
             print(table[-1], flush=True)
@@ -90,7 +89,7 @@ def main():
           f"per row, {args.chunk_bytes >> 10} KiB messages from the Python stubs, no fit; "
           f"MiB.\n{bu.machine()}\n")
     print(bu.markdown_table(
-        ["streamed", "messages", "RSS idle", "max RSS, 1st half", "max RSS, 2nd half",
+        ["streamed", "messages", "RSS idle", "max RSS per quarter of the stream",
          "RSS after", "VmHWM", "GB/s"], table))
 
 
