@@ -5,7 +5,7 @@ message from a generator, so nothing is written to disk and the client stays sma
 calibd's VmRSS is sampled every 50 ms from /proc; prints a Markdown table.
 
   /usr/bin/python3 bench/memory_flat.py [--build build] [--sizes 1,8] [--classes 1000]
-      [--chunk-bytes 4194304] [--threads 2]
+      [--chunk-bytes 4194304] [--threads 2] [--calibd PATH]
 """
 
 import argparse
@@ -26,7 +26,9 @@ def main():
     parser.add_argument("--classes", type=int, default=1000)
     parser.add_argument("--chunk-bytes", type=int, default=4 << 20)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--calibd", help="this calibd instead of the build's")
     args = parser.parse_args()
+    calibd = args.calibd or os.path.join(args.build, "calibd")
     sys.path.insert(0, os.path.join(args.build, "python"))
     import grpc
     from calib_client.stubs import calibration_pb2 as pb
@@ -45,7 +47,7 @@ def main():
     table = []
     for gigabytes in (float(s) for s in args.sizes.split(",")):
         batches = int(gigabytes * 1e9 // (rows_per_batch * row_bytes))
-        with bu.Server([os.path.join(args.build, "calibd"), "--threads",
+        with bu.Server([calibd, "--threads",
                         str(args.threads)]) as server:
             channel = grpc.insecure_channel(server.address)
             stub = pb_grpc.CalibrationServiceStub(channel)
