@@ -40,12 +40,12 @@ class WithoutReflection final : public grpc::ServerBuilderOption {
 };
 
 // Parsing a message frees the previous one's bytes, and glibc would return such large
-// blocks to the kernel (munmap above 128 KiB at first, trim above 128 KiB of free top), so
-// batch after batch would land on fresh pages. On a VM the first touch of a page costs
+// blocks to the kernel (munmap above 128 KiB at first, trim above 128 KiB of free top),
+// so batch after batch would land on fresh pages. On a VM the first touch of a page costs
 // more than the arithmetic on it (bench/wire_throughput.py: ~60,000 page faults per
 // 400 MB stream before, ~0 once warm after). Keeping up to 32 MiB blocks (glibc's
-// largest mmap threshold; a message is at most half of --max-message-bytes) and 256 MiB of
-// free heap lets the next batch reuse mapped pages; memory stays flat at the peak.
+// largest mmap threshold; a message is at most half of --max-message-bytes) and 256 MiB
+// of free heap lets the next batch reuse mapped pages; memory stays flat at the peak.
 void KeepFreedMemory() {
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
