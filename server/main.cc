@@ -45,7 +45,7 @@ class WithoutReflection final : public grpc::ServerBuilderOption {
 // more than the arithmetic on it (bench/wire_throughput.py: ~60,000 page faults per
 // 400 MB stream before, ~0 once warm after). Keeping up to 32 MiB blocks (glibc's
 // largest mmap threshold; a message is at most half of --max-message-bytes) and 256 MiB
-// of free heap lets the next batch reuse mapped pages; memory stays flat at the peak.
+// of free heap lets the next batch reuse mapped pages; RSS levels off at the working set.
 void KeepFreedMemory() {
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
