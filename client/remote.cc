@@ -1,5 +1,6 @@
 #include "client/remote.h"
 
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -9,6 +10,9 @@
 #include <fstream>
 #include <iterator>
 #include <limits>
+#include <memory>
+#include <string>
+#include <string_view>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -23,6 +27,7 @@ namespace {
 constexpr auto kHealthDeadline = std::chrono::seconds(10);
 // Room for the message framing around a batch's tensor bytes.
 constexpr uint64_t kMessageOverhead = 1 << 20;
+constexpr char kEvaluateStreamMethod[] = "/calib.v1.CalibrationService/EvaluateStream";
 
 const char* CodeName(grpc::StatusCode code) {
   switch (code) {
@@ -130,6 +135,158 @@ std::shared_ptr<grpc::Channel> OpenChannel(const std::string& server,
   return grpc::CreateCustomChannel(server, grpc::SslCredentials(ssl), args);
 }
 
+// The messages of EvaluateStream as raw bytes, so that a batch goes from the mapped file
+// to the socket without a copy: each message is its few bytes of protobuf framing plus
+// slices that borrow the rows from the input's storage (and keep it alive for as long
+// as gRPC holds them). The server parses the same EvaluateStreamRequest as from a
+// generated stub.
+class BatchMessages {
+ public:
+  BatchMessages(const EvalInput& input, uint64_t rows_per_chunk)
+      : input_(input), rows_per_chunk_(rows_per_chunk) {}
+
+  bool done() const { return next_row_ >= input_.rows; }
+
+  // The next batch; call only while !done().
+  grpc::ByteBuffer Next() {
+    const uint64_t rows = std::min(rows_per_chunk_, input_.rows - next_row_);
+    const uint64_t logits_row = input_.num_classes * DTypeSize(input_.logits.dtype);
+    const uint64_t labels_row = input_.labels_per_row * DTypeSize(input_.labels.dtype);
+    const std::string_view logits =
+        input_.logits.data.substr(next_row_ * logits_row, rows * logits_row);
+    const std::string_view labels =
+        input_.labels.data.substr(next_row_ * labels_row, rows * labels_row);
+    next_row_ += rows;
+
+    // EvaluateStreamRequest{batch = 2: Batch{logits = 1, labels = 2: Tensor}};
+    // Tensor{dtype = 1: varint, data = 2: bytes}.
+    const std::string logits_head = TensorHead(1, input_.logits.dtype, logits.size());
+    const std::string labels_head = TensorHead(2, input_.labels.dtype, labels.size());
+    std::string head;
+    PutTag(2, &head);
+    PutVarint(logits_head.size() + logits.size() + labels_head.size() + labels.size(),
+              &head);
+    head += logits_head;
+    const grpc::Slice slices[] = {
+        grpc::Slice(head), Borrow(logits, input_.logits.storage),
+        grpc::Slice(labels_head), Borrow(labels, input_.labels.storage)};
+    return grpc::ByteBuffer(slices, 4);
+  }
+
+ private:
+  // The tag of length-delimited field `field`.
+  static void PutTag(int field, std::string* out) {
+    out->push_back(static_cast<char>(field << 3 | 2));
+  }
+
+  static void PutVarint(uint64_t value, std::string* out) {
+    for (; value >= 0x80; value >>= 7) out->push_back(static_cast<char>(value | 0x80));
+    out->push_back(static_cast<char>(value));
+  }
+
+  // A Tensor field's tag and length, its dtype, and its data's tag and length.
+  static std::string TensorHead(int field, v1::DType dtype, uint64_t data_size) {
+    std::string tensor;
+    if (dtype != v1::DTYPE_UNSPECIFIED) {
+      tensor.push_back(1 << 3);  // field 1, varint
+      PutVarint(static_cast<uint64_t>(dtype), &tensor);
+    }
+    PutTag(2, &tensor);
+    PutVarint(data_size, &tensor);
+    std::string head;
+    PutTag(field, &head);
+    PutVarint(tensor.size() + data_size, &head);
+    return head + tensor;
+  }
+
+  static grpc::Slice Borrow(std::string_view bytes,
+                            const std::shared_ptr<const void>& storage) {
+    if (bytes.empty()) return grpc::Slice();
+    return grpc::Slice(const_cast<char*>(bytes.data()), bytes.size(), &ReleaseStorage,
+                       new std::shared_ptr<const void>(storage));
+  }
+
+  static void ReleaseStorage(void* storage) {
+    delete static_cast<std::shared_ptr<const void>*>(storage);
+  }
+
+  const EvalInput& input_;
+  const uint64_t rows_per_chunk_;
+  uint64_t next_row_ = 0;
+};
+
+// One EvaluateStream call on a completion queue of its own (gRPC's callback API was
+// measured to stall channel teardown here for ~10 s). One write is in flight at a time,
+// the next message handed over as soon as gRPC takes the previous one, while the
+// server computes; the read of the Report is posted up front.
+class StreamCall {
+ public:
+  StreamCall(grpc::GenericStub* stub, grpc::ClientContext* context)
+      : call_(stub->PrepareCall(context, kEvaluateStreamMethod, &queue_)) {}
+
+  ~StreamCall() {
+    queue_.Shutdown();
+    void* tag;
+    bool ok;
+    while (queue_.Next(&tag, &ok)) {
+    }
+  }
+
+  // Sends `config` then every batch, half-closes and returns the call's status; false
+  // in *all_sent when the server ended the call before taking every message.
+  grpc::Status Run(const v1::EvaluationConfig& config, BatchMessages* batches,
+                   bool* all_sent) {
+    call_->StartCall(Tag(kStart));
+    bool open = Await(kStart);
+    if (open) call_->Read(&response_, Tag(kRead));
+    reading_ = open;
+    v1::EvaluateStreamRequest first;
+    *first.mutable_config() = config;
+    const std::string config_bytes = first.SerializeAsString();
+    grpc::Slice config_slice(config_bytes);
+    grpc::ByteBuffer message(&config_slice, 1);
+    while (open) {
+      call_->Write(message, Tag(kWrite));
+      open = Await(kWrite);
+      if (!open || batches->done()) break;
+      message = batches->Next();
+    }
+    *all_sent = open;
+    if (open) {
+      call_->WritesDone(Tag(kWritesDone));
+      Await(kWritesDone);
+    }
+    grpc::Status status;
+    call_->Finish(&status, Tag(kFinish));
+    Await(kFinish);
+    if (reading_) Await(kRead);
+    return status;
+  }
+
+  grpc::ByteBuffer* response() { return &response_; }
+
+ private:
+  enum Op : intptr_t { kStart = 1, kRead, kWrite, kWritesDone, kFinish };
+
+  static void* Tag(Op op) { return reinterpret_cast<void*>(op); }
+
+  // Waits for `op`; the Report's read may complete first, and is noted.
+  bool Await(Op op) {
+    void* tag;
+    bool ok = false;
+    while (queue_.Next(&tag, &ok)) {
+      if (tag == Tag(op)) return ok;
+      if (tag == Tag(kRead)) reading_ = false;
+    }
+    return false;
+  }
+
+  grpc::CompletionQueue queue_;
+  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call_;
+  grpc::ByteBuffer response_;
+  bool reading_ = false;
+};
+
 }  // namespace
 
 absl::StatusOr<ConnectionSecurity> LoadConnectionSecurity(const SecurityFiles& files) {
@@ -167,10 +324,11 @@ absl::StatusOr<v1::Report> EvaluateRemote(const std::string& server,
                                           const ConnectionSecurity& security) {
   const uint64_t logits_row = input.num_classes * DTypeSize(input.logits.dtype);
   const uint64_t labels_row = input.labels_per_row * DTypeSize(input.labels.dtype);
-  auto stub = v1::CalibrationService::NewStub(OpenChannel(
-      server, RowsPerChunk(input, chunk_bytes) * (logits_row + labels_row), security));
+  const std::shared_ptr<grpc::Channel> channel = OpenChannel(
+      server, RowsPerChunk(input, chunk_bytes) * (logits_row + labels_row), security);
 
   // Messages stay within half the server's limit, whatever --chunk-bytes asks.
+  auto stub = v1::CalibrationService::NewStub(channel);
   grpc::ClientContext info_context;
   Authorize(security, &info_context);
   v1::GetServerInfoResponse info;
@@ -180,37 +338,25 @@ absl::StatusOr<v1::Report> EvaluateRemote(const std::string& server,
   if (info.max_message_bytes() > 0) {
     chunk_bytes = std::min<uint64_t>(chunk_bytes, info.max_message_bytes() / 2);
   }
-  const uint64_t rows_per_chunk = RowsPerChunk(input, chunk_bytes);
 
+  grpc::GenericStub generic(channel);
   grpc::ClientContext context;
   Authorize(security, &context);
-  v1::EvaluateStreamResponse response;
-  std::unique_ptr<grpc::ClientWriter<v1::EvaluateStreamRequest>> writer =
-      stub->EvaluateStream(&context, &response);
-  // One request reused for every batch, so its buffers are allocated once.
-  v1::EvaluateStreamRequest request;
-  *request.mutable_config() = config;
-  bool open = writer->Write(request);
-  v1::Batch* batch = request.mutable_batch();
-  batch->mutable_logits()->set_dtype(input.logits.dtype);
-  batch->mutable_labels()->set_dtype(input.labels.dtype);
-  for (uint64_t row = 0; open && row < input.rows; row += rows_per_chunk) {
-    const uint64_t rows = std::min(rows_per_chunk, input.rows - row);
-    const std::string_view logits =
-        input.logits.data.substr(row * logits_row, rows * logits_row);
-    const std::string_view labels =
-        input.labels.data.substr(row * labels_row, rows * labels_row);
-    batch->mutable_logits()->mutable_data()->assign(logits.data(), logits.size());
-    batch->mutable_labels()->mutable_data()->assign(labels.data(), labels.size());
-    open = writer->Write(request);
-  }
-  // A failed Write means the server ended the call; Finish says why.
-  if (open) writer->WritesDone();
-  const grpc::Status status = writer->Finish();
+  BatchMessages batches(input, RowsPerChunk(input, chunk_bytes));
+  StreamCall call(&generic, &context);
+  bool all_sent = false;
+  const grpc::Status status = call.Run(config, &batches, &all_sent);
   if (!status.ok()) return FromGrpc(status, "EvaluateStream", server);
-  if (!open) {
+  if (!all_sent) {
     return absl::UnavailableError(absl::StrCat(
         "EvaluateStream to ", server, " failed: the server closed the stream early"));
+  }
+  v1::EvaluateStreamResponse response;
+  if (!grpc::SerializationTraits<v1::EvaluateStreamResponse>::Deserialize(call.response(),
+                                                                          &response)
+           .ok()) {
+    return absl::InternalError(
+        absl::StrCat("EvaluateStream to ", server, ": the Report does not parse"));
   }
   return std::move(*response.mutable_report());
 }

@@ -2,6 +2,7 @@
 
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <string>
 
@@ -90,10 +91,13 @@ class EvaluateReactor final : public grpc::ServerUnaryReactor {
   grpc::StatusCode code_ = grpc::StatusCode::UNKNOWN;
 };
 
-// EvaluateStream, shaped like route_guide's RecordRoute: one read outstanding at a time.
-// Each message is consumed by a task on the arena, which then either ends the call or
-// starts the next read; so the Evaluator is only ever used by one thread at a time, and
-// the next read happens-after the previous task through gRPC's own synchronization.
+// EvaluateStream: gRPC reads message k+1 (and parses it, on its own thread) while a task
+// on the arena consumes message k, so the wire and the arithmetic overlap. Three
+// messages rotate: `incoming_` (being read), `next_` (read, waiting) and `work_` (being
+// consumed). One read is outstanding at most, and only while `next_` is free, so a
+// fast client is held back by flow control rather than by the server's memory; one task
+// runs at most, so the Evaluator is used by one thread at a time, each task
+// happening-after the previous one through mutex_.
 class EvaluateStreamReactor final
     : public grpc::ServerReadReactor<v1::EvaluateStreamRequest> {
  public:
@@ -108,33 +112,27 @@ class EvaluateStreamReactor final
     // Tells the client at once that the stream was taken (WaitForInitialMetadata), so
     // it knows a shutdown that starts later will let this stream finish.
     StartSendInitialMetadata();
-    StartNextRead();
+    std::lock_guard<std::mutex> lock(mutex_);
+    Pump();
   }
 
   void OnReadDone(bool ok) override {
-    if (!ok && !Unread()) {
-      // Not the end: a message came and did not parse. Taking it for a half-close would
-      // report on the rows before it as if they were all.
-      End(absl::InvalidArgumentError(absl::StrCat(
-          "message ", messages_ + 1,
-          " of the stream does not parse as a calib.v1.EvaluateStreamRequest")));
-      return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    reading_ = false;
+    if (finished_) return;
+    if (ok) {
+      ++received_;
+      log_.AddMessage(incoming_.ByteSizeLong());
+      incoming_.Swap(&next_);
+      has_next_ = true;
+    } else {
+      // The client half-closed, or the call is broken (then Report sees it cancelled),
+      // or a message came that does not parse: taking that for a half-close would report
+      // on the rows before it as if they were all.
+      half_closed_ = true;
+      unparsable_ = !Unread(incoming_);
     }
-    if (!ok) {
-      // The client half-closed, or the call is broken (then Report sees it cancelled).
-      arena_->enqueue([this] { End(RunStep([this] { return Report(); })); });
-      return;
-    }
-    ++messages_;
-    log_.AddMessage(request_.ByteSizeLong());
-    arena_->enqueue([this] {
-      absl::Status status = RunStep([this] { return Consume(); });
-      if (status.ok()) {
-        StartNextRead();
-      } else {
-        End(status);
-      }
-    });
+    Pump();
   }
 
   void OnDone() override {
@@ -143,32 +141,74 @@ class EvaluateStreamReactor final
   }
 
  private:
-  // gRPC ends a read with ok = false both when the client half-closed and when a message
-  // came whose bytes do not parse. Only the latter parses into request_, which clears it
-  // first; so a mark left in request_ before the read tells the two apart.
-  static constexpr int kUnreadMark = 536870911;  // the largest field number
-  void StartNextRead() {
-    request_.Clear();
-    request_.GetReflection()->MutableUnknownFields(&request_)->AddVarint(kUnreadMark, 1);
-    StartRead(&request_);
+  // Starts what can start: the next task, and the next read. Called with mutex_ held.
+  void Pump() {
+    if (!computing_) {
+      if (has_next_) {
+        next_.Swap(&work_);
+        has_next_ = false;
+        computing_ = true;
+        arena_->enqueue([this] { Consumed(RunStep([this] { return Consume(); })); });
+      } else if (half_closed_ && unparsable_) {
+        // The messages before it were consumed without error.
+        computing_ = true;
+        arena_->enqueue([this, message = received_ + 1] {
+          End(absl::InvalidArgumentError(absl::StrCat(
+              "message ", message,
+              " of the stream does not parse as a calib.v1.EvaluateStreamRequest")));
+        });
+      } else if (half_closed_) {
+        computing_ = true;
+        arena_->enqueue([this] { End(RunStep([this] { return Report(); })); });
+      }
+    }
+    if (!reading_ && !half_closed_ && !has_next_) {
+      reading_ = true;
+      MarkUnread(&incoming_);
+      StartRead(&incoming_);
+    }
   }
-  bool Unread() const {
+
+  // gRPC ends a read with ok = false both when the client half-closed and when a message
+  // came whose bytes do not parse. Only the latter parses into the message, which clears
+  // it first; so a mark left in it before the read tells the two apart.
+  static constexpr int kUnreadMark = 536870911;  // the largest field number
+  static void MarkUnread(v1::EvaluateStreamRequest* request) {
+    request->Clear();
+    request->GetReflection()->MutableUnknownFields(request)->AddVarint(kUnreadMark, 1);
+  }
+  static bool Unread(const v1::EvaluateStreamRequest& request) {
     const google::protobuf::UnknownFieldSet& fields =
-        request_.GetReflection()->GetUnknownFields(request_);
+        request.GetReflection()->GetUnknownFields(request);
     return fields.field_count() == 1 && fields.field(0).number() == kUnreadMark;
   }
 
+  void Consumed(const absl::Status& status) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      computing_ = false;
+      if (status.ok()) {
+        Pump();
+        return;
+      }
+      // A read still outstanding ends with the call, and OnReadDone ignores it.
+      finished_ = true;
+    }
+    End(status);
+  }
+
   absl::Status Consume() {
+    ++consumed_;
     if (context_->IsCancelled()) return CancelledStatus();
-    switch (request_.kind_case()) {
+    switch (work_.kind_case()) {
       case v1::EvaluateStreamRequest::kConfig: {
         if (evaluator_ != nullptr) {
           return absl::FailedPreconditionError(
-              absl::StrCat("message ", messages_,
+              absl::StrCat("message ", consumed_,
                            " is a second config: a stream has one config, first"));
         }
         CALIB_ASSIGN_OR_RETURN(evaluator_,
-                               LimitedEvaluator::Create(request_.config(), limits_));
+                               LimitedEvaluator::Create(work_.config(), limits_));
         return absl::OkStatus();
       }
       case v1::EvaluateStreamRequest::kBatch:
@@ -176,7 +216,7 @@ class EvaluateStreamReactor final
           return absl::FailedPreconditionError(
               "the first message of a stream must be the config, not a batch");
         }
-        return evaluator_->Add(request_.batch());
+        return evaluator_->Add(work_.batch());
       case v1::EvaluateStreamRequest::KIND_NOT_SET:
         break;
     }
@@ -186,7 +226,7 @@ class EvaluateStreamReactor final
           "batch");
     }
     return absl::InvalidArgumentError(
-        absl::StrCat("message ", messages_, " sets neither config nor batch"));
+        absl::StrCat("message ", consumed_, " sets neither config nor batch"));
   }
 
   absl::Status Report() {
@@ -212,8 +252,21 @@ class EvaluateStreamReactor final
   const EvaluationLimits limits_;
   tbb::task_arena* const arena_;
   CallLog log_;
-  v1::EvaluateStreamRequest request_;
-  uint64_t messages_ = 0;
+
+  std::mutex mutex_;
+  v1::EvaluateStreamRequest incoming_;  // gRPC's while reading_
+  v1::EvaluateStreamRequest next_;      // guarded by mutex_
+  bool reading_ = false;                // guarded by mutex_
+  bool has_next_ = false;               // guarded by mutex_
+  bool half_closed_ = false;            // guarded by mutex_
+  bool unparsable_ = false;             // guarded by mutex_: ended by a bad message
+  uint64_t received_ = 0;               // guarded by mutex_
+  bool computing_ = false;              // guarded by mutex_
+  bool finished_ = false;               // guarded by mutex_
+
+  // The running task's.
+  v1::EvaluateStreamRequest work_;
+  uint64_t consumed_ = 0;
   std::unique_ptr<LimitedEvaluator> evaluator_;
   grpc::StatusCode code_ = grpc::StatusCode::UNKNOWN;
 };

@@ -8,6 +8,7 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/impl/server_builder_option.h>
 #include <grpcpp/impl/server_builder_plugin.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -42,7 +43,20 @@ class WithoutReflection final : public grpc::ServerBuilderOption {
   }
 };
 
+// Parsing a message frees the previous one's bytes, and glibc would return such large
+// blocks to the kernel (munmap above 128 KiB at first, trim above 128 KiB of free top),
+// so batch after batch would land on fresh pages, whose first touch costs more than the
+// arithmetic on them on a VM (calibd's minor faults over one 400 MB stream: ~60,000
+// before, ~0 once warm after). Keeping blocks up to 32 MiB (glibc's largest threshold; a
+// message is at most half of --max-message-bytes) and 256 MiB of free heap lets the next
+// batch reuse mapped pages; RSS levels off at the working set.
+void KeepFreedMemory() {
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+}
+
 int Serve(const ServerOptions& options) {
+  KeepFreedMemory();
   // Files first: a bad certificate, key or token file ends calibd before it listens.
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
       MakeServerCredentials(options);

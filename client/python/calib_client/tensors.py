@@ -40,9 +40,9 @@ class Rows:
     def row_bytes(self) -> int:
         return self.per_row * self.itemsize
 
-    def slice(self, first: int, count: int) -> bytes:
-        """Rows [first, first + count) as bytes: one copy of a contiguous range."""
-        return bytes(self.data[first * self.row_bytes:(first + count) * self.row_bytes])
+    def slice(self, first: int, count: int) -> memoryview:
+        """Rows [first, first + count): a view, no copy."""
+        return self.data[first * self.row_bytes:(first + count) * self.row_bytes]
 
 
 def _to_numpy(value: Any, what: str):
