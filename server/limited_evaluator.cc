@@ -14,7 +14,8 @@ absl::StatusOr<std::unique_ptr<LimitedEvaluator>> LimitedEvaluator::Create(
         "config.num_classes ", config.num_classes(), " exceeds the server limit of ",
         limits.max_classes, " classes (raise it with --max-classes)"));
   }
-  CALIB_ASSIGN_OR_RETURN(std::unique_ptr<Evaluator> evaluator, Evaluator::Create(config));
+  CALIB_ASSIGN_OR_RETURN(std::unique_ptr<Evaluator> evaluator,
+                         Evaluator::Create(config, limits.stores));
   return std::unique_ptr<LimitedEvaluator>(
       new LimitedEvaluator(std::move(evaluator), limits));
 }
