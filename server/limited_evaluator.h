@@ -27,6 +27,9 @@ class LimitedEvaluator {
  public:
   static absl::StatusOr<std::unique_ptr<LimitedEvaluator>> Create(
       const v1::EvaluationConfig& config, const EvaluationLimits& limits);
+  // Frees the engine's stores; after a large evaluation, also hands the freed memory
+  // back to the system, so that the server's resident size falls back with them.
+  ~LimitedEvaluator();
 
   // Rows are counted as logits bytes / (num_classes * dtype size), cumulatively over
   // every batch; a batch the engine would reject for its shape is left to the engine.

@@ -75,6 +75,16 @@ absl::Status FitStore::Add(v1::DType dtype, const char* logits, const int32_t* l
   for (uint64_t r = 0; r < rows; ++r)
     offered += SamplesIn(labels + r * labels_per_row_) > 0;
   if (absl::Status s = Grow(std::min(max_rows_, kept_ + offered)); !s.ok()) return s;
+  if (offered == rows && kept_ + rows <= max_rows_) {
+    // Every row kept, as in most batches: one copy of the whole batch.
+    logits_.insert(logits_.end(), logits, logits + rows * logit_row_bytes_);
+    labels_.insert(labels_.end(), labels, labels + rows * labels_per_row_);
+    for (uint64_t r = 0; r < rows; ++r)
+      samples_ += SamplesIn(labels + r * labels_per_row_);
+    kept_ += rows;
+    offered_ += rows;
+    return absl::OkStatus();
+  }
   for (uint64_t r = 0; r < rows; ++r) {
     const char* row_logits = logits + r * logit_row_bytes_;
     const int32_t* row_labels = labels + r * labels_per_row_;

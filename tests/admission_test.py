@@ -313,8 +313,9 @@ def test_expired_and_cancelled_evaluates_stop_and_free_their_memory(calibd_with)
     print(f"reservation freed {freed_after * 1000:.0f} ms after the cancel; "
           f"VmRSS {baseline / 1e6:.0f} MB before, {server.vm_rss_bytes() / 1e6:.0f} MB after")
     if not sanitized(required_env("CALIBD_BIN")):
-        # The stores are gone; what stays is the allocator's and gRPC's caches. Held,
-        # the evaluation would be above 1.2e6 * (32 + 44 + 32) bytes = 130 MB.
-        assert server.vm_rss_bytes() < baseline + 100e6, (baseline, server.vm_rss_bytes())
+        # The stores are freed and handed back to the system (calibd trims the
+        # allocator after a large evaluation); held, the evaluation would be above
+        # 1.2e6 * (32 + 44 + 32) bytes = 130 MB.
+        assert server.vm_rss_bytes() < baseline + 50e6, (baseline, server.vm_rss_bytes())
     report = server.stub.Evaluate(warm, timeout=TIMEOUT_S).report
     assert report.metrics.num_samples == 1000
