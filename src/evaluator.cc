@@ -135,18 +135,24 @@ absl::Status EvaluatorImpl::EnsureCapacity(std::vector<T>& v, uint64_t size,
                                            absl::string_view what) {
   const uint64_t capacity = v.capacity();
   if (size <= capacity) return absl::OkStatus();
+  // While the elements are copied the old buffer is alive too, though not what is
+  // reserved beyond sizeof(T) for later (the sort's buffer): from capacity *
+  // bytes_per_element to target * bytes_per_element + the old buffer, then without it.
+  const uint64_t old_bytes = capacity * sizeof(T);
+  auto grow_to = [&](uint64_t target) {
+    return reservation_->Grow((target - capacity) * bytes_per_element + old_bytes, what);
+  };
   // Geometric growth keeps the copies linear; the exact size is the fallback when the
   // budget has no room for the geometric one.
   uint64_t target = std::max(size, capacity + capacity / 2);
-  absl::Status status = reservation_->Grow(target * bytes_per_element, what);
+  absl::Status status = grow_to(target);
   if (!status.ok() && target > size) {
     target = size;
-    status = reservation_->Grow(target * bytes_per_element, what);
+    status = grow_to(target);
   }
   if (!status.ok()) return status;
   v.reserve(target);
-  // The old buffer was alive during the copy, and was reserved until now.
-  reservation_->Shrink(capacity * bytes_per_element);
+  reservation_->Shrink(old_bytes);
   return absl::OkStatus();
 }
 

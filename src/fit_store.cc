@@ -39,20 +39,26 @@ uint64_t FitStore::SamplesIn(const int32_t* labels) const {
 
 absl::Status FitStore::Grow(uint64_t rows) {
   if (rows <= capacity_) return absl::OkStatus();
-  // Geometric growth keeps the copies linear in the rows; the exact size is the
-  // fallback when the budget has no room for the geometric one.
+  // While the rows are copied the old buffers are alive too (not the extra, which the
+  // caller builds later): reserved until the copy ends.
   const uint64_t per_row = row_bytes() + extra_bytes_per_row_;
+  const uint64_t old_bytes = capacity_ * row_bytes();
+  auto grow_to = [&](uint64_t target) {
+    return reservation_->Grow((target - capacity_) * per_row + old_bytes,
+                              "the fit store");
+  };
+  // Geometric growth keeps the copies linear; the exact size is the fallback when the
+  // budget has no room for the geometric one.
   uint64_t target = std::min(max_rows_, std::max({rows, capacity_ * 2, kFirstRows}));
-  absl::Status status = reservation_->Grow(target * per_row, "the fit store");
+  absl::Status status = grow_to(target);
   if (!status.ok() && target > rows) {
     target = rows;
-    status = reservation_->Grow(target * per_row, "the fit store");
+    status = grow_to(target);
   }
   if (!status.ok()) return status;
   logits_.reserve(target * logit_row_bytes_);
   labels_.reserve(target * labels_per_row_);
-  // Both the old and new buffers were alive during the copy, and were reserved.
-  reservation_->Shrink(capacity_ * per_row);
+  reservation_->Shrink(old_bytes);
   capacity_ = target;
   return absl::OkStatus();
 }
