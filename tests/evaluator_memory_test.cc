@@ -153,6 +153,44 @@ TEST(EvaluatorMemoryTest, BeyondTheFitStoreCapTheFitUsesAUniformReservoir) {
               ::testing::Not(::testing::Contains(HasSubstr("uniform sample"))));
 }
 
+TEST(EvaluatorMemoryTest, PlattScalingUsesTheSameReservoir) {
+  // Binary SIGMOID: a row is one float32 logit and one 0/1 target, 8 bytes kept.
+  constexpr uint64_t kRows = 3000, kKept = 500;
+  std::mt19937_64 rng(6);
+  std::normal_distribution<float> normal(0, 2);
+  std::vector<float> logits;
+  std::vector<int64_t> targets;
+  for (uint64_t r = 0; r < kRows; ++r) {
+    logits.push_back(normal(rng));
+    targets.push_back(static_cast<int64_t>(rng() % 2));
+  }
+  v1::EvaluationConfig config;
+  config.set_num_classes(1);
+  config.set_activation(v1::ACTIVATION_SIGMOID);
+  config.set_fit_temperature(true);
+  v1::Batch batch;
+  batch.mutable_logits()->set_data(
+      std::string(reinterpret_cast<const char*>(logits.data()), kRows * 4));
+  batch.mutable_labels()->set_data(
+      std::string(reinterpret_cast<const char*>(targets.data()), kRows * 8));
+  tbb::task_arena arena(2);
+  arena.execute([&] {
+    auto ev = Evaluator::Create(config, {.fit_store_bytes = kKept * 8});
+    ASSERT_TRUE(ev.ok());
+    ASSERT_TRUE((*ev)->Add(batch).ok());
+    absl::StatusOr<v1::Report> report = (*ev)->Finish();
+    ASSERT_TRUE(report.ok()) << report.status();
+    EXPECT_EQ(report->metrics().num_samples(), kRows);
+    EXPECT_EQ(report->temperature_scaling().fit_samples(), kKept);
+    EXPECT_EQ(report->temperature_scaling().calibrated().num_samples(), kKept);
+    EXPECT_EQ(report->platt_scaling().calibrated().num_samples(), kKept);
+    EXPECT_THAT(report->warnings(),
+                ::testing::Contains(HasSubstr(
+                    "temperature_scaling and platt_scaling used a uniform sample of 500 "
+                    "of the 3000 rows")));
+  });
+}
+
 TEST(EvaluatorMemoryTest, TheBudgetRefusesNamingTheFlagAndGetsEveryByteBack) {
   const Data d = Random(100000, 2);
   constexpr uint64_t kLimit = 2 << 20;
