@@ -224,11 +224,13 @@ TEST(EvaluatorMemoryTest, TheBudgetRefusesNamingTheFlagAndGetsEveryByteBack) {
   EXPECT_EQ(budget.reserved(), 0u);
 }
 
+#if !defined(__SANITIZE_ADDRESS__)
 // Bytes the heap holds: small blocks and mmapped ones.
 uint64_t HeapBytes() {
   const struct mallinfo2 info = mallinfo2();
   return info.uordblks + info.hblkhd;
 }
+#endif
 
 TEST(EvaluatorMemoryTest, HeldMemoryStaysWithinTheReservationWhateverTheInputSize) {
 #if defined(__SANITIZE_ADDRESS__)
