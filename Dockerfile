@@ -28,9 +28,9 @@ RUN --mount=type=bind,source=scripts,target=/tmp/scripts \
 COPY --from=build /build/calibd /build/calib /usr/local/bin/
 USER 65532:65532
 # 50051: gRPC (calib.v1.CalibrationService, grpc.health.v1, reflection).
-# 9090: Prometheus /metrics, once calibd serves it (--metrics-listen).
+# 9090: Prometheus /metrics (--metrics-listen).
 EXPOSE 50051 9090
 HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 \
     CMD ["calib", "health", "--server", "127.0.0.1:50051"]
 ENTRYPOINT ["calibd", "--listen", "0.0.0.0:50051"]
-CMD ["--grace-seconds", "20"]
+CMD ["--metrics-listen", "0.0.0.0:9090", "--grace-seconds", "20"]

@@ -4,11 +4,14 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/unknown_field_set.h"
+#include "oneapi/tbb/parallel_for.h"
+#include "oneapi/tbb/task_group.h"
 #include "server/call_log.h"
 #include "server/grpc_status.h"
 #include "src/status_macros.h"
@@ -26,17 +29,43 @@ grpc::StatusCode LoggedCode(const grpc::CallbackServerContext& context,
   return context.IsCancelled() ? grpc::StatusCode::CANCELLED : finished_with;
 }
 
-// Runs one step of a call's work. The engine reports its errors as statuses; this only
-// keeps an allocation failure or a bug from taking every other call down with it.
+// What every reactor shares: the service's limits and counters.
+struct Shared {
+  const EvaluationLimits& limits;
+  tbb::task_arena* arena;
+  Admission* admission;
+  ServerMetrics* metrics;
+};
+
+// Runs one step of a call's work under the call's `context`, so that cancelling it
+// cancels the engine's parallel work inside; a step of a cancelled call does not run.
+// The engine reports its errors as statuses; the catch only keeps an allocation failure
+// or a bug from taking every other call down with it.
 template <typename Step>
-absl::Status RunStep(Step step) {
-  try {
-    return step();
-  } catch (const std::bad_alloc&) {
-    return absl::ResourceExhaustedError("the server ran out of memory for this call");
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("evaluation failed: ", e.what()));
-  }
+absl::Status RunStep(tbb::task_group_context& context, Step step) {
+  absl::Status status = CancelledStatus();
+  tbb::parallel_for(
+      0, 1,
+      [&](int) {
+        try {
+          status = step();
+        } catch (const std::bad_alloc&) {
+          status =
+              absl::ResourceExhaustedError("the server ran out of memory for this call");
+        } catch (const std::exception& e) {
+          status = absl::InternalError(absl::StrCat("evaluation failed: ", e.what()));
+        }
+      },
+      context);
+  return status;
+}
+
+// The end of an Evaluate or EvaluateStream call, in the log and the metrics.
+void Record(const std::string& method, const CallLog& log, grpc::StatusCode code,
+            ServerMetrics* metrics) {
+  log.Write(code);
+  metrics->CallEnded(method, code);
+  metrics->EvaluationEnded(method, log.Seconds());
 }
 
 // Evaluate: the whole request is one batch. The reactor lives from the call's start to
@@ -45,31 +74,41 @@ class EvaluateReactor final : public grpc::ServerUnaryReactor {
  public:
   EvaluateReactor(grpc::CallbackServerContext* context,
                   const v1::EvaluateRequest* request, v1::EvaluateResponse* response,
-                  const EvaluationLimits& limits, tbb::task_arena* arena)
+                  const Shared& shared)
       : context_(context),
         request_(request),
         response_(response),
-        limits_(limits),
-        log_("Evaluate", context->peer()) {
-    log_.AddBytes(request->ByteSizeLong());
-    arena->enqueue([this] { End(RunStep([this] { return Run(); })); });
+        shared_(shared),
+        log_(kMethod, context->peer()) {
+    const uint64_t bytes = request->ByteSizeLong();
+    log_.AddBytes(bytes);
+    shared_.metrics->Received(kMethod, bytes);
+    shared_.arena->enqueue([this] { End(RunStep(work_, [this] { return Run(); })); });
   }
 
+  void OnCancel() override { work_.cancel_group_execution(); }
+
   void OnDone() override {
-    log_.Write(LoggedCode(*context_, code_));
+    Record(kMethod, log_, LoggedCode(*context_, code_), shared_.metrics);
     delete this;
   }
 
  private:
+  static constexpr char kMethod[] = "Evaluate";
+
+  // The evaluation and its admission end with this function, before the call does.
   absl::Status Run() {
     if (context_->IsCancelled()) return CancelledStatus();
     if (!request_->has_config()) {
       return absl::InvalidArgumentError(
           "config is missing: Evaluate needs a config with num_classes and a batch");
     }
+    CALIB_ASSIGN_OR_RETURN(Admission::Ticket ticket, shared_.admission->Admit());
     CALIB_ASSIGN_OR_RETURN(std::unique_ptr<LimitedEvaluator> evaluator,
-                           LimitedEvaluator::Create(request_->config(), limits_));
-    CALIB_RETURN_IF_ERROR(evaluator->Add(request_->batch()));
+                           LimitedEvaluator::Create(request_->config(), shared_.limits));
+    const absl::Status added = evaluator->Add(request_->batch());
+    shared_.metrics->Samples(kMethod, evaluator->samples());
+    CALIB_RETURN_IF_ERROR(added);
     if (context_->IsCancelled()) return CancelledStatus();
     CALIB_ASSIGN_OR_RETURN(*response_->mutable_report(), evaluator->Finish());
     log_.SetSamples(response_->report().metrics().num_samples());
@@ -86,8 +125,9 @@ class EvaluateReactor final : public grpc::ServerUnaryReactor {
   grpc::CallbackServerContext* const context_;
   const v1::EvaluateRequest* const request_;
   v1::EvaluateResponse* const response_;
-  const EvaluationLimits limits_;
+  const Shared shared_;
   CallLog log_;
+  tbb::task_group_context work_{tbb::task_group_context::isolated};
   grpc::StatusCode code_ = grpc::StatusCode::UNKNOWN;
 };
 
@@ -102,13 +142,11 @@ class EvaluateStreamReactor final
     : public grpc::ServerReadReactor<v1::EvaluateStreamRequest> {
  public:
   EvaluateStreamReactor(grpc::CallbackServerContext* context,
-                        v1::EvaluateStreamResponse* response,
-                        const EvaluationLimits& limits, tbb::task_arena* arena)
+                        v1::EvaluateStreamResponse* response, const Shared& shared)
       : context_(context),
         response_(response),
-        limits_(limits),
-        arena_(arena),
-        log_("EvaluateStream", context->peer(), CallLog::Kind::kClientStream) {
+        shared_(shared),
+        log_(kMethod, context->peer(), CallLog::Kind::kClientStream) {
     // Tells the client at once that the stream was taken (WaitForInitialMetadata), so
     // it knows a shutdown that starts later will let this stream finish.
     StartSendInitialMetadata();
@@ -122,7 +160,9 @@ class EvaluateStreamReactor final
     if (finished_) return;
     if (ok) {
       ++received_;
-      log_.AddMessage(incoming_.ByteSizeLong());
+      const uint64_t bytes = incoming_.ByteSizeLong();
+      log_.AddMessage(bytes);
+      shared_.metrics->Received(kMethod, bytes);
       incoming_.Swap(&next_);
       has_next_ = true;
     } else {
@@ -135,12 +175,16 @@ class EvaluateStreamReactor final
     Pump();
   }
 
+  void OnCancel() override { cancel_.cancel_group_execution(); }
+
   void OnDone() override {
-    log_.Write(LoggedCode(*context_, code_));
+    Record(kMethod, log_, LoggedCode(*context_, code_), shared_.metrics);
     delete this;
   }
 
  private:
+  static constexpr char kMethod[] = "EvaluateStream";
+
   // Starts what can start: the next task, and the next read. Called with mutex_ held.
   void Pump() {
     if (!computing_) {
@@ -148,18 +192,20 @@ class EvaluateStreamReactor final
         next_.Swap(&work_);
         has_next_ = false;
         computing_ = true;
-        arena_->enqueue([this] { Consumed(RunStep([this] { return Consume(); })); });
+        shared_.arena->enqueue(
+            [this] { Consumed(RunStep(cancel_, [this] { return Consume(); })); });
       } else if (half_closed_ && unparsable_) {
         // The messages before it were consumed without error.
         computing_ = true;
-        arena_->enqueue([this, message = received_ + 1] {
+        shared_.arena->enqueue([this, message = received_ + 1] {
           End(absl::InvalidArgumentError(absl::StrCat(
               "message ", message,
               " of the stream does not parse as a calib.v1.EvaluateStreamRequest")));
         });
       } else if (half_closed_) {
         computing_ = true;
-        arena_->enqueue([this] { End(RunStep([this] { return Report(); })); });
+        shared_.arena->enqueue(
+            [this] { End(RunStep(cancel_, [this] { return Report(); })); });
       }
     }
     if (!reading_ && !half_closed_ && !has_next_) {
@@ -207,16 +253,22 @@ class EvaluateStreamReactor final
               absl::StrCat("message ", consumed_,
                            " is a second config: a stream has one config, first"));
         }
+        CALIB_ASSIGN_OR_RETURN(Admission::Ticket ticket, shared_.admission->Admit());
+        ticket_.emplace(std::move(ticket));
         CALIB_ASSIGN_OR_RETURN(evaluator_,
-                               LimitedEvaluator::Create(work_.config(), limits_));
+                               LimitedEvaluator::Create(work_.config(), shared_.limits));
         return absl::OkStatus();
       }
-      case v1::EvaluateStreamRequest::kBatch:
+      case v1::EvaluateStreamRequest::kBatch: {
         if (evaluator_ == nullptr) {
           return absl::FailedPreconditionError(
               "the first message of a stream must be the config, not a batch");
         }
-        return evaluator_->Add(work_.batch());
+        const uint64_t before = evaluator_->samples();
+        const absl::Status added = evaluator_->Add(work_.batch());
+        shared_.metrics->Samples(kMethod, evaluator_->samples() - before);
+        return added;
+      }
       case v1::EvaluateStreamRequest::KIND_NOT_SET:
         break;
     }
@@ -240,8 +292,11 @@ class EvaluateStreamReactor final
     return absl::OkStatus();
   }
 
-  // The last touch of `this` outside OnDone.
+  // The last touch of `this` outside OnDone. The evaluation's memory and admission are
+  // given back first, not when gRPC gets round to OnDone.
   void End(const absl::Status& status) {
+    evaluator_.reset();
+    ticket_.reset();
     grpc::Status result = ToGrpcStatus(status);
     code_ = result.error_code();
     Finish(std::move(result));
@@ -249,9 +304,9 @@ class EvaluateStreamReactor final
 
   grpc::CallbackServerContext* const context_;
   v1::EvaluateStreamResponse* const response_;
-  const EvaluationLimits limits_;
-  tbb::task_arena* const arena_;
+  const Shared shared_;
   CallLog log_;
+  tbb::task_group_context cancel_{tbb::task_group_context::isolated};
 
   std::mutex mutex_;
   v1::EvaluateStreamRequest incoming_;  // gRPC's while reading_
@@ -267,6 +322,7 @@ class EvaluateStreamReactor final
   // The running task's.
   v1::EvaluateStreamRequest work_;
   uint64_t consumed_ = 0;
+  std::optional<Admission::Ticket> ticket_;
   std::unique_ptr<LimitedEvaluator> evaluator_;
   grpc::StatusCode code_ = grpc::StatusCode::UNKNOWN;
 };
@@ -276,13 +332,15 @@ class EvaluateStreamReactor final
 grpc::ServerUnaryReactor* CalibrationServiceImpl::Evaluate(
     grpc::CallbackServerContext* context, const v1::EvaluateRequest* request,
     v1::EvaluateResponse* response) {
-  return new EvaluateReactor(context, request, response, limits_, arena_);
+  return new EvaluateReactor(context, request, response,
+                             Shared{limits_, arena_, admission_, metrics_});
 }
 
 grpc::ServerReadReactor<v1::EvaluateStreamRequest>*
 CalibrationServiceImpl::EvaluateStream(grpc::CallbackServerContext* context,
                                        v1::EvaluateStreamResponse* response) {
-  return new EvaluateStreamReactor(context, response, limits_, arena_);
+  return new EvaluateStreamReactor(context, response,
+                                   Shared{limits_, arena_, admission_, metrics_});
 }
 
 grpc::ServerUnaryReactor* CalibrationServiceImpl::GetServerInfo(
@@ -296,6 +354,7 @@ grpc::ServerUnaryReactor* CalibrationServiceImpl::GetServerInfo(
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   log.Write(grpc::StatusCode::OK);
+  metrics_->CallEnded("GetServerInfo", grpc::StatusCode::OK);
   return reactor;
 }
 

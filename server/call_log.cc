@@ -16,9 +16,12 @@ CallLog::CallLog(std::string method, std::string peer, Kind kind)
       kind_(kind),
       start_(std::chrono::steady_clock::now()) {}
 
+double CallLog::Seconds() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+}
+
 void CallLog::Write(grpc::StatusCode code) const {
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const double seconds = Seconds();
   // The codes are absl's; absl names them as gRPC does ("INVALID_ARGUMENT").
   const std::string messages =
       kind_ == Kind::kClientStream ? absl::StrFormat(" messages=%d", messages_) : "";

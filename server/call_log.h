@@ -31,6 +31,8 @@ class CallLog {
     bytes_ += bytes;
   }
   void SetSamples(uint64_t samples) { samples_ = samples; }
+  // Seconds since construction.
+  double Seconds() const;
   // Writes the line with the seconds since construction.
   void Write(grpc::StatusCode code) const;
 

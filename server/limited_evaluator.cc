@@ -1,5 +1,7 @@
 #include "server/limited_evaluator.h"
 
+#include <malloc.h>
+
 #include "absl/strings/str_cat.h"
 #include "src/status_macros.h"
 #include "src/tensor.h"
@@ -14,9 +16,20 @@ absl::StatusOr<std::unique_ptr<LimitedEvaluator>> LimitedEvaluator::Create(
         "config.num_classes ", config.num_classes(), " exceeds the server limit of ",
         limits.max_classes, " classes (raise it with --max-classes)"));
   }
-  CALIB_ASSIGN_OR_RETURN(std::unique_ptr<Evaluator> evaluator, Evaluator::Create(config));
+  CALIB_ASSIGN_OR_RETURN(std::unique_ptr<Evaluator> evaluator,
+                         Evaluator::Create(config, limits.stores));
   return std::unique_ptr<LimitedEvaluator>(
       new LimitedEvaluator(std::move(evaluator), limits));
+}
+
+LimitedEvaluator::~LimitedEvaluator() {
+  // glibc keeps freed blocks below its mmap threshold (which rises up to 32 MiB as large
+  // blocks are freed) in its per-thread arenas: resident until trimmed. Trimming walks
+  // every arena, so it is done only after evaluations large enough to matter.
+  constexpr uint64_t kTrimBytes = uint64_t{64} << 20;
+  const uint64_t held = evaluator_->reserved_bytes();
+  evaluator_.reset();
+  if (held >= kTrimBytes) malloc_trim(0);
 }
 
 absl::Status LimitedEvaluator::Add(const v1::Batch& batch) {

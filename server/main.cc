@@ -1,7 +1,8 @@
 // calibd: serves calib.v1.CalibrationService, grpc.health.v1 and server reflection,
 // over plaintext, TLS or mutual TLS, with an optional bearer token on the calib calls.
 // Prints "calibd listening on HOST:PORT" on stdout once serving (the chosen port when
-// --listen asks for port 0), one line per finished call on stderr; on SIGTERM or SIGINT
+// --listen asks for port 0), then "calibd metrics on http://HOST:PORT/metrics" when
+// --metrics-listen is given, one line per finished call on stderr; on SIGTERM or SIGINT
 // reports NOT_SERVING, lets calls in flight end within --grace-seconds, and exits 0.
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
@@ -9,11 +10,13 @@
 #include <grpcpp/impl/server_builder_option.h>
 #include <grpcpp/impl/server_builder_plugin.h>
 #include <malloc.h>
+#include <prometheus/exposer.h>
 #include <pthread.h>
 #include <signal.h>
 
 #include <chrono>
 #include <cstdio>
+#include <exception>
 #include <memory>
 #include <optional>
 #include <string>
@@ -21,10 +24,13 @@
 
 #include "oneapi/tbb/global_control.h"
 #include "oneapi/tbb/task_arena.h"
+#include "server/admission.h"
 #include "server/auth.h"
 #include "server/calibration_service.h"
+#include "server/server_metrics.h"
 #include "server/server_options.h"
 #include "server/transport.h"
+#include "src/memory_budget.h"
 
 namespace calib {
 namespace {
@@ -96,11 +102,30 @@ int Serve(const ServerOptions& options) {
   tbb::task_arena arena(options.threads, /*reserved_for_masters=*/0);
   arena.initialize();
 
+  MemoryBudget budget(options.memory_budget_bytes, "--memory-budget-bytes");
+  Admission admission(options.max_concurrent_evaluations);
+  // Shared so that the Exposer, which holds it weakly, can be handed it.
+  auto metrics = std::make_shared<ServerMetrics>(&admission, &budget);
   CalibrationServiceImpl service(
-      EvaluationLimits{.max_rows = options.max_rows, .max_classes = options.max_classes},
-      options.max_message_bytes, &arena);
+      EvaluationLimits{
+          .max_rows = options.max_rows,
+          .max_classes = options.max_classes,
+          .stores = {.budget = &budget, .fit_store_bytes = options.fit_store_bytes}},
+      options.max_message_bytes, &arena, &admission, metrics.get());
   std::optional<TokenCheckedService> checked;
   if (token) checked.emplace(&service, &*token);
+
+  std::unique_ptr<prometheus::Exposer> exposer;
+  if (!options.metrics_listen.empty()) {
+    try {
+      exposer = std::make_unique<prometheus::Exposer>(options.metrics_listen);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "calibd: cannot serve metrics on %s: %s\n",
+                   options.metrics_listen.c_str(), e.what());
+      return 1;
+    }
+    exposer->RegisterCollectable(metrics);
+  }
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
@@ -130,6 +155,12 @@ int Serve(const ServerOptions& options) {
 
   const std::string host = options.listen.substr(0, options.listen.rfind(':'));
   std::printf("calibd listening on %s:%d\n", host.c_str(), port);
+  if (exposer != nullptr) {
+    const std::string metrics_host =
+        options.metrics_listen.substr(0, options.metrics_listen.rfind(':'));
+    std::printf("calibd metrics on http://%s:%d/metrics\n", metrics_host.c_str(),
+                exposer->GetListeningPorts().front());
+  }
   std::fflush(stdout);
 
   int signal_number = 0;

@@ -25,7 +25,9 @@ absl::StatusOr<ServerOptions> ParseServerOptions(const std::vector<std::string>&
                    {"listen", "threads", "max-message-bytes", "max-rows", "max-classes",
                     "grace-seconds", "tls-cert", "tls-key", "tls-client-ca",
                     "auth-token-file", "keepalive-seconds", "keepalive-timeout-seconds",
-                    "max-connection-age-seconds", "max-connection-age-grace-seconds"},
+                    "max-connection-age-seconds", "max-connection-age-grace-seconds",
+                    "max-concurrent-evaluations", "memory-budget-bytes", "fit-store-bytes",
+                    "metrics-listen"},
                    {"reflection", "help"}));
   if (!flags.positionals().empty()) {
     return absl::InvalidArgumentError(
@@ -97,6 +99,17 @@ absl::StatusOr<ServerOptions> ParseServerOptions(const std::vector<std::string>&
                         absl::StrCat("between ", s.min, " and ", INT_MAX / 1000));
     }
   }
+  CALIB_ASSIGN_OR_RETURN(options.max_concurrent_evaluations,
+                         flags.GetUint("max-concurrent-evaluations", 0));
+  CALIB_ASSIGN_OR_RETURN(
+      options.memory_budget_bytes,
+      flags.GetUint("memory-budget-bytes", options.memory_budget_bytes));
+  CALIB_ASSIGN_OR_RETURN(options.fit_store_bytes,
+                         flags.GetUint("fit-store-bytes", options.fit_store_bytes));
+  if (options.fit_store_bytes < 1) {
+    return OutOfRange("fit-store-bytes", "0", "at least 1");
+  }
+  options.metrics_listen = flags.GetOr("metrics-listen", "");
   CALIB_ASSIGN_OR_RETURN(options.grace_seconds,
                          flags.GetDouble("grace-seconds", options.grace_seconds));
   if (!(options.grace_seconds >= 0 && options.grace_seconds <= 86400)) {
@@ -114,6 +127,8 @@ std::string ServerUsage() {
          "              [--keepalive-timeout-seconds 10] [--max-connection-age-seconds "
          "300]\n"
          "              [--max-connection-age-grace-seconds 0]\n"
+         "              [--max-concurrent-evaluations N] [--memory-budget-bytes N]\n"
+         "              [--fit-store-bytes N] [--metrics-listen HOST:PORT]\n"
          "              [--grace-seconds 20] [--reflection=true]\n"
          "\n"
          "Serves calib.v1.CalibrationService, grpc.health.v1 and server reflection.\n"
@@ -122,6 +137,14 @@ std::string ServerUsage() {
          "  --max-message-bytes  largest message received or sent\n"
          "  --max-rows           most rows per evaluation, 0 for no limit\n"
          "  --max-classes        largest num_classes, 0 for no limit\n"
+         "  --max-concurrent-evaluations  evaluations at once, 0 for no limit\n"
+         "  --memory-budget-bytes  bytes all evaluations may hold at once (default\n"
+         "                       1073741824), 0 for no limit\n"
+         "  --fit-store-bytes    logit rows kept per evaluation for the temperature and\n"
+         "                       Platt fits (default 268435456); beyond, a uniform "
+         "sample\n"
+         "  --metrics-listen     address of Prometheus /metrics, e.g. 0.0.0.0:9090;\n"
+         "                       port 0 picks a free port (default: not served)\n"
          "  --grace-seconds      on SIGTERM, how long calls in flight may take to end\n"
          "  --reflection         serve grpc.reflection (default true; false with\n"
          "                       --auth-token-file, since reflection is not "

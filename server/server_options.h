@@ -16,9 +16,13 @@ struct ServerOptions {
   std::string listen = "0.0.0.0:50051";
   int threads = 0;  // 0 is resolved to the hardware concurrency by the parser
   uint64_t max_message_bytes = 64 << 20;
-  uint64_t max_rows = 0;     // 0: unlimited
-  uint32_t max_classes = 0;  // 0: unlimited
-  bool reflection = true;    // off by default when a token is required (see the parser)
+  uint64_t max_rows = 0;                             // 0: unlimited
+  uint32_t max_classes = 0;                          // 0: unlimited
+  uint64_t max_concurrent_evaluations = 0;           // 0: unlimited
+  uint64_t memory_budget_bytes = uint64_t{1} << 30;  // 0: unlimited
+  uint64_t fit_store_bytes = uint64_t{256} << 20;    // per evaluation
+  std::string metrics_listen;                        // empty: no /metrics
+  bool reflection = true;  // off by default when a token is required (see the parser)
   double grace_seconds = 20;
   // TLS: all empty serves plaintext. tls_client_ca set requires client certificates
   // that it signed (mutual TLS); it needs tls_cert and tls_key.

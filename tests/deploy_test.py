@@ -386,9 +386,11 @@ def test_calibd_serves_with_the_deployed_command_line(where, argv, health_cmd, t
     assert argv[0] == "calibd" and health_cmd[:2] == ["calib", "health"]
     assert flag_value(argv, "--listen") == f"0.0.0.0:{GRPC_PORT}"
     assert flag_value(health_cmd, "--server") == f"127.0.0.1:{GRPC_PORT}"
-    # Same flags, on a port of the kernel's choosing on loopback.
+    assert flag_value(argv, "--metrics-listen") == f"0.0.0.0:{METRICS_PORT}"
+    # Same flags, on ports of the kernel's choosing on loopback.
     args = list(argv[1:])
     args[args.index("--listen") + 1] = "127.0.0.1:0"
+    args[args.index("--metrics-listen") + 1] = "127.0.0.1:0"
     with open(tmp_path / "calibd.stderr", "w+") as stderr:
         proc = subprocess.Popen([required_env("CALIBD_BIN"), *args], stdout=subprocess.PIPE,
                                 stderr=stderr, text=True)

@@ -1,0 +1,122 @@
+#include "src/fit_store.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "src/labels.h"
+#include "src/tensor.h"
+
+namespace calib {
+namespace {
+
+// SplitMix64's finaliser: a bijection that mixes every input bit into every output bit.
+uint64_t Mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15u;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9u;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebu;
+  return x ^ (x >> 31);
+}
+
+// The first allocation, so that small rows are not copied at every doubling.
+constexpr uint64_t kFirstRows = 1024;
+
+// Keeps the reservoir's draws apart from the bootstrap's, which use the same seed.
+constexpr uint64_t kReservoirStream = 0x6669745f73746f72u;  // "fit_stor"
+
+}  // namespace
+
+uint64_t ReservoirDraw(uint64_t seed, uint64_t index) {
+  const uint64_t h = Mix(Mix(seed ^ kReservoirStream) + index);
+  // Lemire's multiply-shift: floor(h * (index + 1) / 2^64), uniform up to 2^-64 bias.
+  return static_cast<uint64_t>((static_cast<unsigned __int128>(h) * (index + 1)) >> 64);
+}
+
+uint64_t FitStore::SamplesIn(const int32_t* labels) const {
+  uint64_t n = 0;
+  for (uint32_t i = 0; i < labels_per_row_; ++i) n += labels[i] != kIgnoredLabel;
+  return n;
+}
+
+absl::Status FitStore::Grow(uint64_t rows) {
+  if (rows <= capacity_) return absl::OkStatus();
+  // While the rows are copied the old buffers are alive too (not the extra, which the
+  // caller builds later): reserved until the copy ends.
+  const uint64_t per_row = row_bytes() + extra_bytes_per_row_;
+  const uint64_t old_bytes = capacity_ * row_bytes();
+  auto grow_to = [&](uint64_t target) {
+    return reservation_->Grow((target - capacity_) * per_row + old_bytes,
+                              "the fit store");
+  };
+  // Geometric growth keeps the copies linear; the exact size is the fallback when the
+  // budget has no room for the geometric one.
+  uint64_t target = std::min(max_rows_, std::max({rows, capacity_ * 2, kFirstRows}));
+  absl::Status status = grow_to(target);
+  if (!status.ok() && target > rows) {
+    target = rows;
+    status = grow_to(target);
+  }
+  if (!status.ok()) return status;
+  logits_.reserve(target * logit_row_bytes_);
+  labels_.reserve(target * labels_per_row_);
+  reservation_->Shrink(old_bytes);
+  capacity_ = target;
+  return absl::OkStatus();
+}
+
+void FitStore::Put(uint64_t slot, const char* logits, const int32_t* labels) {
+  std::memcpy(logits_.data() + slot * logit_row_bytes_, logits, logit_row_bytes_);
+  std::memcpy(labels_.data() + slot * labels_per_row_, labels, 4 * labels_per_row_);
+}
+
+absl::Status FitStore::Add(v1::DType dtype, const char* logits, const int32_t* labels,
+                           uint64_t rows) {
+  if (rows == 0) return absl::OkStatus();
+  if (dtype_ == v1::DTYPE_UNSPECIFIED) {
+    dtype_ = dtype;
+    logit_row_bytes_ = uint64_t{num_classes_} * DTypeSize(dtype);
+    max_rows_ = std::max<uint64_t>(1, max_bytes_ / row_bytes());
+  }
+  // Room for the rows this batch appends, at once: one growth per batch at most.
+  uint64_t offered = 0;
+  for (uint64_t r = 0; r < rows; ++r)
+    offered += SamplesIn(labels + r * labels_per_row_) > 0;
+  if (absl::Status s = Grow(std::min(max_rows_, kept_ + offered)); !s.ok()) return s;
+  if (offered == rows && kept_ + rows <= max_rows_) {
+    // Every row kept, as in most batches: one copy of the whole batch.
+    logits_.insert(logits_.end(), logits, logits + rows * logit_row_bytes_);
+    labels_.insert(labels_.end(), labels, labels + rows * labels_per_row_);
+    for (uint64_t r = 0; r < rows; ++r)
+      samples_ += SamplesIn(labels + r * labels_per_row_);
+    kept_ += rows;
+    offered_ += rows;
+    return absl::OkStatus();
+  }
+  for (uint64_t r = 0; r < rows; ++r) {
+    const char* row_logits = logits + r * logit_row_bytes_;
+    const int32_t* row_labels = labels + r * labels_per_row_;
+    const uint64_t samples = SamplesIn(row_labels);
+    if (samples == 0) continue;
+    if (kept_ < max_rows_) {
+      logits_.resize((kept_ + 1) * logit_row_bytes_);
+      labels_.resize((kept_ + 1) * labels_per_row_);
+      Put(kept_++, row_logits, row_labels);
+      samples_ += samples;
+    } else {
+      const uint64_t slot = ReservoirDraw(seed_, offered_);
+      if (slot < max_rows_) {
+        samples_ -= SamplesIn(labels_.data() + slot * labels_per_row_);
+        samples_ += samples;
+        Put(slot, row_logits, row_labels);
+      }
+    }
+    ++offered_;
+  }
+  return absl::OkStatus();
+}
+
+RowSource FitStore::rows() const {
+  return {dtype_ == v1::DTYPE_UNSPECIFIED ? v1::DTYPE_FLOAT32 : dtype_, logits_.data(),
+          labels_.data(), kept_, 0};
+}
+
+}  // namespace calib

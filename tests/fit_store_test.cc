@@ -1,0 +1,219 @@
+// FitStore: every row below the cap, in order; beyond it a reservoir of exactly the
+// cap's rows that an independent Algorithm R over ReservoirDraw reproduces slot for
+// slot, whatever the batch split; inclusion uniform over the rows (chi-square over many
+// seeds); the reservation covers what is kept and never the rows beyond the cap.
+#include "src/fit_store.h"
+
+#include <cstring>
+#include <set>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "src/labels.h"
+
+namespace calib {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr uint32_t kClasses = 2;
+// Bytes of a kept row: two float32 logits and one int32 label.
+constexpr uint64_t kRowBytes = kClasses * 4 + 4;
+constexpr uint64_t kExtra = 32;
+
+// Row r has logits (r, -r), so a kept row tells which it was; its label is r % 2, or
+// ignored when `ignored(r)`.
+struct Rows {
+  std::vector<float> logits;
+  std::vector<int32_t> labels;
+  template <typename Ignored>
+  Rows(uint64_t n, Ignored ignored) {
+    for (uint64_t r = 0; r < n; ++r) {
+      logits.push_back(static_cast<float>(r));
+      logits.push_back(-static_cast<float>(r));
+      labels.push_back(ignored(r) ? kIgnoredLabel : static_cast<int32_t>(r % 2));
+    }
+  }
+  explicit Rows(uint64_t n) : Rows(n, [](uint64_t) { return false; }) {}
+  uint64_t size() const { return labels.size(); }
+};
+
+// Offers rows in batches of `batch` rows.
+absl::Status Offer(FitStore& store, const Rows& rows, uint64_t batch) {
+  for (uint64_t begin = 0; begin < rows.size(); begin += batch) {
+    const uint64_t n = std::min(batch, rows.size() - begin);
+    absl::Status s = store.Add(
+        v1::DTYPE_FLOAT32, reinterpret_cast<const char*>(&rows.logits[begin * kClasses]),
+        &rows.labels[begin], n);
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+std::vector<uint64_t> KeptIds(const FitStore& store) {
+  const RowSource kept = store.rows();
+  std::vector<uint64_t> ids;
+  for (uint64_t r = 0; r < kept.rows; ++r) {
+    float z;
+    std::memcpy(&z, kept.logits + r * kClasses * 4, 4);
+    ids.push_back(static_cast<uint64_t>(z));
+  }
+  return ids;
+}
+
+// Algorithm R as in Vitter (1985), written here over the same draws.
+std::vector<uint64_t> ReferenceReservoir(uint64_t seed, const std::vector<uint64_t>& ids,
+                                         uint64_t capacity) {
+  std::vector<uint64_t> kept;
+  for (uint64_t i = 0; i < ids.size(); ++i) {
+    if (i < capacity) {
+      kept.push_back(ids[i]);
+    } else if (const uint64_t j = ReservoirDraw(seed, i); j < capacity) {
+      kept[j] = ids[i];
+    }
+  }
+  return kept;
+}
+
+TEST(FitStoreTest, KeepsEveryRowWithASampleInOrderBelowTheCap) {
+  MemoryReservation reservation(nullptr);
+  FitStore store(1 << 20, 7, kClasses, 1, kExtra, &reservation);
+  const Rows rows(100, [](uint64_t r) { return r % 10 == 3; });
+  ASSERT_TRUE(Offer(store, rows, 33).ok());
+  std::vector<uint64_t> expected;
+  for (uint64_t r = 0; r < 100; ++r) {
+    if (r % 10 != 3) expected.push_back(r);
+  }
+  EXPECT_EQ(KeptIds(store), expected);
+  EXPECT_EQ(store.kept(), 90u);
+  EXPECT_EQ(store.offered(), 90u);
+  EXPECT_EQ(store.samples(), 90u);
+  EXPECT_FALSE(store.sampled());
+  EXPECT_EQ(store.row_bytes(), kRowBytes);
+  EXPECT_GE(reservation.bytes(), 90 * (kRowBytes + kExtra));
+}
+
+TEST(FitStoreTest, BeyondTheCapKeepsAReservoirWhateverTheBatchSplit) {
+  constexpr uint64_t kCapacity = 100;
+  constexpr uint64_t kRows = 10000;
+  const Rows rows(kRows);
+  std::vector<uint64_t> all(kRows);
+  for (uint64_t r = 0; r < kRows; ++r) all[r] = r;
+  const std::vector<uint64_t> expected = ReferenceReservoir(42, all, kCapacity);
+  for (uint64_t batch : {kRows, uint64_t{37}, uint64_t{1}}) {
+    MemoryReservation reservation(nullptr);
+    // A cap that is not a whole number of rows rounds down.
+    FitStore store(kCapacity * kRowBytes + kRowBytes - 1, 42, kClasses, 1, kExtra,
+                   &reservation);
+    ASSERT_TRUE(Offer(store, rows, batch).ok());
+    EXPECT_EQ(KeptIds(store), expected) << "batches of " << batch;
+    EXPECT_EQ(store.kept(), kCapacity);
+    EXPECT_EQ(store.offered(), kRows);
+    EXPECT_EQ(store.samples(), kCapacity);
+    EXPECT_TRUE(store.sampled());
+    // Reserved: the kept rows, never the rows beyond the cap.
+    EXPECT_EQ(reservation.bytes(), kCapacity * (kRowBytes + kExtra));
+  }
+  // Distinct rows, and some from late in the stream.
+  const std::set<uint64_t> distinct(expected.begin(), expected.end());
+  EXPECT_EQ(distinct.size(), kCapacity);
+  EXPECT_GT(*distinct.rbegin(), kRows / 2);
+}
+
+TEST(FitStoreTest, IgnoredRowsAreNotOfferedAndSamplesFollowReplacements) {
+  // Multi-label rows of 2 labels: a row is offered when one of them is not ignored.
+  MemoryReservation reservation(nullptr);
+  FitStore store(10 * (kClasses * 4 + 8), 3, kClasses, 2, 0, &reservation);
+  std::vector<float> logits;
+  std::vector<int32_t> labels;
+  std::vector<uint64_t> offered_ids;
+  std::vector<int> samples_of;
+  for (uint64_t r = 0; r < 500; ++r) {
+    logits.push_back(static_cast<float>(r));
+    logits.push_back(0);
+    const int kind = static_cast<int>(r % 3);  // 0: both ignored, 1: one, 2: none
+    labels.push_back(kind == 2 ? 1 : kIgnoredLabel);
+    labels.push_back(kind == 0 ? kIgnoredLabel : 0);
+    samples_of.push_back(kind);
+    if (kind != 0) offered_ids.push_back(r);
+  }
+  ASSERT_TRUE(store
+                  .Add(v1::DTYPE_FLOAT32, reinterpret_cast<const char*>(logits.data()),
+                       labels.data(), 500)
+                  .ok());
+  const std::vector<uint64_t> kept = ReferenceReservoir(3, offered_ids, 10);
+  EXPECT_EQ(KeptIds(store), kept);
+  uint64_t samples = 0;
+  for (uint64_t id : kept) samples += samples_of[id];
+  EXPECT_EQ(store.samples(), samples);
+  EXPECT_EQ(store.offered(), offered_ids.size());
+}
+
+TEST(FitStoreTest, EveryRowIsEquallyLikelyToBeKept) {
+  // 20 of 200 rows, over 5000 seeds: each row is kept 500 times in expectation.
+  constexpr uint64_t kRows = 200, kCapacity = 20, kSeeds = 5000;
+  const Rows rows(kRows);
+  std::vector<double> count(kRows, 0);
+  for (uint64_t seed = 0; seed < kSeeds; ++seed) {
+    MemoryReservation reservation(nullptr);
+    FitStore store(kCapacity * kRowBytes, seed, kClasses, 1, 0, &reservation);
+    ASSERT_TRUE(Offer(store, rows, kRows).ok());
+    for (uint64_t id : KeptIds(store)) ++count[id];
+  }
+  const double expected = double{kSeeds} * kCapacity / kRows;
+  const double variance = expected * (1 - double{kCapacity} / kRows);
+  double chi2 = 0, first_half = 0;
+  for (uint64_t r = 0; r < kRows; ++r) {
+    chi2 += (count[r] - expected) * (count[r] - expected) / variance;
+    if (r < kRows / 2) first_half += count[r];
+  }
+  // About chi-square with 199 degrees of freedom: mean 199, sd 20; 6 sd above.
+  EXPECT_LT(chi2, 199 + 6 * 20.0);
+  // The first half's share is hypergeometric per seed: sd 150 over the seeds.
+  EXPECT_NEAR(first_half, kSeeds * kCapacity / 2.0, 6 * 150.0);
+}
+
+TEST(FitStoreTest, ReservoirDrawIsUniform) {
+  // Draws for index 6 are uniform over 0..6: 10000 each in expectation.
+  std::vector<double> count(7, 0);
+  for (uint64_t seed = 0; seed < 70000; ++seed) {
+    const uint64_t d = ReservoirDraw(seed, 6);
+    ASSERT_LE(d, 6u);
+    ++count[d];
+  }
+  double chi2 = 0;
+  for (double c : count) chi2 += (c - 10000) * (c - 10000) / 10000;
+  EXPECT_LT(chi2, 35.0);  // chi-square, 6 degrees of freedom: p < 1e-5 above 35
+  EXPECT_EQ(ReservoirDraw(0, 0), 0u);
+}
+
+TEST(FitStoreTest, GrowthIsReservedAndRefusedWhenTheBudgetIsFull) {
+  MemoryBudget budget(5000, "--memory-budget-bytes");
+  MemoryReservation reservation(&budget);
+  FitStore store(1 << 20, 1, kClasses, 1, kExtra, &reservation);
+  const absl::Status status = Offer(store, Rows(1000), 1000);
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(status.message(), HasSubstr("the fit store"));
+  EXPECT_THAT(status.message(), HasSubstr("--memory-budget-bytes"));
+  EXPECT_LE(budget.reserved(), 5000u);
+  EXPECT_EQ(reservation.bytes(), budget.reserved());
+}
+
+TEST(FitStoreTest, ACapBelowOneRowStillKeepsOne) {
+  MemoryReservation reservation(nullptr);
+  FitStore store(1, 5, kClasses, 1, 0, &reservation);
+  ASSERT_TRUE(Offer(store, Rows(50), 7).ok());
+  EXPECT_EQ(store.kept(), 1u);
+  EXPECT_EQ(KeptIds(store), ReferenceReservoir(
+                                5,
+                                [] {
+                                  std::vector<uint64_t> ids(50);
+                                  for (uint64_t r = 0; r < 50; ++r) ids[r] = r;
+                                  return ids;
+                                }(),
+                                1));
+}
+
+}  // namespace
+}  // namespace calib
