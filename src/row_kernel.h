@@ -68,6 +68,11 @@ class RowKernel {
   // its message (naming global row, column and value).
   std::optional<std::string> LoadRow(const RowSource& src, uint64_t r, double* z) const;
 
+  // SOFTMAX over LOGITS without classwise bins: the vectorised pass (row_simd.h).
+  bool Vectorised() const;
+  absl::Status AccumulateSoftmax(const RowSource& src, uint64_t begin, uint64_t end,
+                                 double scale, Sums* sums, SampleSink sink) const;
+
   void AddSoftmaxRow(const double* z, int32_t label, Affine affine, Sums* sums,
                      SampleSink* sink) const;
   void AddSigmoidRow(const double* z, const int32_t* targets, Affine affine, Sums* sums,
