@@ -98,87 +98,44 @@ struct SrcBF16 {
   }
 };
 
-// The most negative argument ExpNonPositive takes: 2^q stays a normal number.
-template <typename T>
-constexpr T kMinExpArg = sizeof(T) == 4 ? T(-87) : T(-708);
-// A row whose scaled range stays within this needs no lower bound on the argument.
-template <typename T>
-constexpr double kUnboundedRange = sizeof(T) == 4 ? 80.0 : 700.0;
+// The passes compute in double lanes: float exp's ~1e-7 relative error would break
+// metrics.md's 1e-9 on confidences and bins. ExpNonPositive takes x >= kMinExpArg, where
+// 2^q is still a normal number; a row whose scaled range stays within kUnboundedRange
+// needs no lower bound on the argument.
+constexpr double kMinExpArg = -708;
+constexpr double kUnboundedRange = 700;
 
-// exp(x) for x in [kMinExpArg, 0], with Highway's reduction and polynomial (the accuracy
-// of hn::Exp) but cheaper around them: rounding to the nearest multiple of ln 2 by the
-// 1.5 * 2^mantissa trick leaves q in the low bits, which then become the exponent of 2^q
-// directly, without the float<->int conversions, their overflow fix-ups, or the
-// two-step 2^q that hn::Exp needs for its wider range.
+// exp(x) for x in [kMinExpArg, 0] in double lanes, to 2e-14 relative. Cheaper than
+// hn::Exp: rounding x / ln 2 by adding 1.5 * 2^52 leaves q in the low bits, which
+// become the exponent of 2^q directly (no float<->int conversions or overflow fix-ups,
+// no two-step 2^q for a wider range), and the polynomial on |r| <= ln(2) / 2 is of
+// degree 9 (fitted here to relative error), not 12.
 template <class D, class V>
 HWY_INLINE V ExpNonPositive(D d, V x) {
-  using T = hn::TFromD<D>;
-  using TU = hwy::MakeUnsigned<T>;
   const hn::RebindToUnsigned<D> du;
-  constexpr bool kFloat = sizeof(T) == 4;
-  constexpr T kMagic = kFloat ? T(12582912.0) : T(6755399441055744.0);  // 1.5 * 2^mant
-  constexpr TU kMagicBits =
-      static_cast<TU>(kFloat ? 0x4B400000ull : 0x4338000000000000ull);
-  constexpr TU kBias = kFloat ? TU{127} : TU{1023};
-  constexpr int kMantissaBits = kFloat ? 23 : 52;
+  constexpr double kMagic = 6755399441055744.0;  // 1.5 * 2^52
+  constexpr uint64_t kMagicBits = 0x4338000000000000ull;
   const V magic = hn::Set(d, kMagic);
-  const V t = hn::MulAdd(x, hn::Set(d, T(1.442695040888963407359924681)), magic);
+  const V t = hn::MulAdd(x, hn::Set(d, 1.442695040888963407359924681), magic);
   const V qf = hn::Sub(t, magic);
-  // -ln 2 in two parts, as in hn::Exp.
-  V r = hn::MulAdd(
-      qf, hn::Set(d, kFloat ? T(-0.693145751953125) : T(-0.6931471805596629565116018)),
-      x);
-  r = hn::MulAdd(qf,
-                 hn::Set(d, kFloat ? T(-1.428606765330187045e-6)
-                                   : T(-0.28235290563031577122588448175e-12)),
-                 r);
-  hn::impl::ExpImpl<T> impl;
-  const V p = hn::Add(impl.ExpPoly(d, r), hn::Set(d, T(1)));
-  // t's bits are kMagicBits + q: shifting (q + bias) into the exponent field makes 2^q.
-  const auto exponent = hn::ShiftLeft<kMantissaBits>(
-      hn::Add(hn::BitCast(du, t), hn::Set(du, static_cast<TU>(kBias - kMagicBits))));
+  // -ln 2 in two parts, as in hn::Exp: r = x - q ln 2 exactly enough.
+  V r = hn::MulAdd(qf, hn::Set(d, -0.6931471805596629565116018), x);
+  r = hn::MulAdd(qf, hn::Set(d, -0.28235290563031577122588448175e-12), r);
+  // e^r = 1 + r + r^2 P(r).
+  V poly = hn::Set(d, 2.7493014484020987e-06);
+  poly = hn::MulAdd(poly, r, hn::Set(d, 2.4880798209947702e-05));
+  poly = hn::MulAdd(poly, r, hn::Set(d, 0.00019841539133602518));
+  poly = hn::MulAdd(poly, r, hn::Set(d, 0.0013888811164897742));
+  poly = hn::MulAdd(poly, r, hn::Set(d, 0.008333333095104768));
+  poly = hn::MulAdd(poly, r, hn::Set(d, 0.04166666696214846));
+  poly = hn::MulAdd(poly, r, hn::Set(d, 0.16666666667265131));
+  poly = hn::MulAdd(poly, r, hn::Set(d, 0.49999999999664346));
+  const V p = hn::Add(hn::MulAdd(hn::Mul(r, r), poly, r), hn::Set(d, 1.0));
+  // t's bits are kMagicBits + q: shifting (q + 1023) into the exponent field makes 2^q.
+  const auto exponent = hn::ShiftLeft<52>(
+      hn::Add(hn::BitCast(du, t), hn::Set(du, uint64_t{1023} - kMagicBits)));
   return hn::Mul(p, hn::BitCast(d, exponent));
 }
-
-// Sums of float lanes are carried in double lanes: Add adds a float vector of partial
-// sums, promoted; for double lanes it is a plain vector sum.
-template <class D>
-class WideSum {
- public:
-  using T = hn::TFromD<D>;
-  WideSum() : lo_(hn::Zero(dw_)), hi_(hn::Zero(dw_)) {}
-  void Add(D d, hn::Vec<D> v) {
-    (void)d;
-    if constexpr (sizeof(T) == 4) {
-#if HWY_TARGET == HWY_SCALAR
-      lo_ = hn::Add(lo_, hn::PromoteTo(dw_, v));
-#else
-      const hn::Half<D> dh;
-      lo_ = hn::Add(lo_, hn::PromoteTo(dw_, hn::LowerHalf(dh, v)));
-      hi_ = hn::Add(hi_, hn::PromoteTo(dw_, hn::UpperHalf(dh, v)));
-#endif
-    } else {
-      lo_ = hn::Add(lo_, v);
-    }
-  }
-  double Total() const {
-    if constexpr (sizeof(T) == 4) {
-      return hn::GetLane(hn::SumOfLanes(dw_, hn::Add(lo_, hi_)));
-    } else {
-      return hn::GetLane(hn::SumOfLanes(dw_, lo_));
-    }
-  }
-
- private:
-  using DW = std::conditional_t<
-      sizeof(T) == 4,
-      std::conditional_t<HWY_TARGET == HWY_SCALAR, hn::Rebind<double, D>,
-                         hn::Rebind<double, hn::Half<D>>>,
-      D>;
-  DW dw_;
-  hn::Vec<DW> lo_;
-  hn::Vec<DW> hi_;
-};
 
 // Calls body(v, k, valid) for every vector of the row: whole vectors with valid = null,
 // then the last partial one from a copy padded with the row's first value, with `valid`
@@ -242,13 +199,10 @@ HWY_NOINLINE void SoftmaxPass(const typename Src::Raw* p, uint32_t c,
   using V = hn::Vec<decltype(d)>;
   const V mv = hn::Set(d, m);
   const V zero = hn::Zero(d);
-  const V min_arg = hn::Set(d, kMinExpArg<T>);
-  // scale in two parts, so that float lanes keep its double precision.
-  const V scale_hi = hn::Set(d, static_cast<T>(scale));
-  const V scale_lo = hn::Set(d, static_cast<T>(scale - static_cast<T>(scale)));
+  const V min_arg = hn::Set(d, kMinExpArg);
+  const V scale_v = hn::Set(d, scale);
   const V zl = hn::Set(d, z_label);
-  WideSum<decltype(d)> rest, rest_sq, sum_ed;
-  V sq = zero, ed = zero;  // float partial sums, folded into the wide ones now and then
+  V rest = zero, sq = zero, ed = zero;
   bool bad = false;
   uint32_t ties = 0, argmax = 0, above = 0, level = 0;
 
@@ -256,7 +210,7 @@ HWY_NOINLINE void SoftmaxPass(const typename Src::Raw* p, uint32_t c,
   auto step = [&](V v, size_t k, auto valid, bool tail) HWY_ATTR {
     const V x = hn::Sub(v, mv);
     V arg = x;
-    if constexpr (kScaled) arg = hn::MulAdd(x, scale_lo, hn::Mul(x, scale_hi));
+    if constexpr (kScaled) arg = hn::Mul(x, scale_v);
     auto keep = hn::Lt(x, zero);
     if (tail) keep = hn::And(keep, valid);
     if (HWY_UNLIKELY(!hn::AllTrue(d, tail ? hn::Or(keep, hn::Not(valid)) : keep))) {
@@ -292,33 +246,23 @@ HWY_NOINLINE void SoftmaxPass(const typename Src::Raw* p, uint32_t c,
   const size_t n = hn::Lanes(d);
   const auto all = hn::FirstN(d, n);
   size_t k = 0;
-  // Groups of 4 vectors; float partial sums are folded into double lanes every group
-  // (the exp sum) or every 4 groups (the squares and e * arg), which bounds their
-  // rounding to a few float ulps without paying a promotion per vector.
-  while (k + 4 * n <= c) {
-    for (int g = 0; g < 4 && k + 4 * n <= c; ++g, k += 4 * n) {
-      const V e0 = step(Src::LoadWide(d, p + k), k, all, false);
-      const V e1 = step(Src::LoadWide(d, p + k + n), k + n, all, false);
-      const V e2 = step(Src::LoadWide(d, p + k + 2 * n), k + 2 * n, all, false);
-      const V e3 = step(Src::LoadWide(d, p + k + 3 * n), k + 3 * n, all, false);
-      rest.Add(d, hn::Add(hn::Add(e0, e1), hn::Add(e2, e3)));
-    }
-    rest_sq.Add(d, sq);
-    sum_ed.Add(d, ed);
-    sq = zero;
-    ed = zero;
+  // Groups of 4 independent vectors keep the exp pipelines busy.
+  for (; k + 4 * n <= c; k += 4 * n) {
+    const V e0 = step(Src::LoadWide(d, p + k), k, all, false);
+    const V e1 = step(Src::LoadWide(d, p + k + n), k + n, all, false);
+    const V e2 = step(Src::LoadWide(d, p + k + 2 * n), k + 2 * n, all, false);
+    const V e3 = step(Src::LoadWide(d, p + k + 3 * n), k + 3 * n, all, false);
+    rest = hn::Add(rest, hn::Add(hn::Add(e0, e1), hn::Add(e2, e3)));
   }
   ForEachVector<Src>(d, p + k, c - static_cast<uint32_t>(k),
                      [&](V v, size_t j, auto valid, bool tail)
-                         HWY_ATTR { rest.Add(d, step(v, k + j, valid, tail)); });
-  rest_sq.Add(d, sq);
-  sum_ed.Add(d, ed);
+                         HWY_ATTR { rest = hn::Add(rest, step(v, k + j, valid, tail)); });
   out->finite = !bad;
   out->argmax = argmax;
   out->ties = ties;
-  out->rest = rest.Total();
-  out->rest_sq = rest_sq.Total();
-  out->sum_ed = sum_ed.Total();
+  out->rest = hn::GetLane(hn::SumOfLanes(d, rest));
+  out->rest_sq = hn::GetLane(hn::SumOfLanes(d, sq));
+  out->sum_ed = hn::GetLane(hn::SumOfLanes(d, ed));
   out->above = above;
   out->level = level;
 }
@@ -348,7 +292,7 @@ void SoftmaxRowT(const char* row, uint32_t c, double scale, int32_t label,
     out->finite = false;
     return;
   }
-  const bool bounded = (static_cast<double>(m) - mn) * scale > kUnboundedRange<double>;
+  const bool bounded = (static_cast<double>(m) - mn) * scale > kUnboundedRange;
   if (scale == 1) {
     bounded ? SoftmaxPassRank<Src, true, false>(p, c, m, scale, label, out)
             : SoftmaxPassRank<Src, false, false>(p, c, m, scale, label, out);
@@ -368,20 +312,18 @@ HWY_NOINLINE void TemperaturePass(const typename Src::Raw* p, uint32_t c,
   using V = hn::Vec<decltype(d)>;
   const V mv = hn::Set(d, m);
   const V zero = hn::Zero(d);
-  const V min_arg = hn::Set(d, kMinExpArg<T>);
+  const V min_arg = hn::Set(d, kMinExpArg);
   // Where e > 0, |z'| <= 708 / beta <= 7.08e14: clamping below that keeps z'^2 finite
   // without changing any term.
   const V min_gap = hn::Set(d, T(-1e15));
-  const V beta_hi = hn::Set(d, static_cast<T>(beta));
-  const V beta_lo = hn::Set(d, static_cast<T>(beta - static_cast<T>(beta)));
-  WideSum<decltype(d)> rest, sum_ez, sum_ez2;
-  V ez = zero, ez2 = zero;
+  const V beta_v = hn::Set(d, beta);
+  V rest = zero, ez = zero, ez2 = zero;
   uint32_t ties = 0;
 
   auto step = [&](V v, auto valid, bool tail) HWY_ATTR {
     V x = hn::Sub(v, mv);
     if constexpr (kBounded) x = hn::Max(x, min_gap);
-    V arg = hn::MulAdd(x, beta_lo, hn::Mul(x, beta_hi));
+    V arg = hn::Mul(x, beta_v);
     auto keep = hn::Lt(x, zero);
     if (tail) keep = hn::And(keep, valid);
     if (HWY_UNLIKELY(!hn::AllTrue(d, tail ? hn::Or(keep, hn::Not(valid)) : keep))) {
@@ -402,28 +344,20 @@ HWY_NOINLINE void TemperaturePass(const typename Src::Raw* p, uint32_t c,
   const size_t n = hn::Lanes(d);
   const auto all = hn::FirstN(d, n);
   size_t k = 0;
-  while (k + 4 * n <= c) {
-    for (int g = 0; g < 4 && k + 4 * n <= c; ++g, k += 4 * n) {
-      const V e0 = step(Src::LoadWide(d, p + k), all, false);
-      const V e1 = step(Src::LoadWide(d, p + k + n), all, false);
-      const V e2 = step(Src::LoadWide(d, p + k + 2 * n), all, false);
-      const V e3 = step(Src::LoadWide(d, p + k + 3 * n), all, false);
-      rest.Add(d, hn::Add(hn::Add(e0, e1), hn::Add(e2, e3)));
-    }
-    sum_ez.Add(d, ez);
-    sum_ez2.Add(d, ez2);
-    ez = zero;
-    ez2 = zero;
+  for (; k + 4 * n <= c; k += 4 * n) {
+    const V e0 = step(Src::LoadWide(d, p + k), all, false);
+    const V e1 = step(Src::LoadWide(d, p + k + n), all, false);
+    const V e2 = step(Src::LoadWide(d, p + k + 2 * n), all, false);
+    const V e3 = step(Src::LoadWide(d, p + k + 3 * n), all, false);
+    rest = hn::Add(rest, hn::Add(hn::Add(e0, e1), hn::Add(e2, e3)));
   }
   ForEachVector<Src>(d, p + k, c - static_cast<uint32_t>(k),
                      [&](V v, size_t, auto valid, bool tail)
-                         HWY_ATTR { rest.Add(d, step(v, valid, tail)); });
-  sum_ez.Add(d, ez);
-  sum_ez2.Add(d, ez2);
+                         HWY_ATTR { rest = hn::Add(rest, step(v, valid, tail)); });
   out->ties = ties;
-  out->rest = rest.Total();
-  out->sum_ez = sum_ez.Total();
-  out->sum_ez2 = sum_ez2.Total();
+  out->rest = hn::GetLane(hn::SumOfLanes(d, rest));
+  out->sum_ez = hn::GetLane(hn::SumOfLanes(d, ez));
+  out->sum_ez2 = hn::GetLane(hn::SumOfLanes(d, ez2));
 }
 
 template <class Src>
@@ -434,7 +368,7 @@ void TemperatureRowT(const char* row, uint32_t c, double beta, TemperatureRowSum
   T m, mn;
   MaxMin<Src>(d, p, c, &m, &mn);
   out->max = m;
-  if ((static_cast<double>(m) - mn) * beta > kUnboundedRange<double>) {
+  if ((static_cast<double>(m) - mn) * beta > kUnboundedRange) {
     TemperaturePass<Src, true>(p, c, m, beta, out);
   } else {
     TemperaturePass<Src, false>(p, c, m, beta, out);
