@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "src/labels.h"
+#include "src/row_simd.h"
 #include "src/tensor.h"
 
 namespace calib {
@@ -128,8 +129,14 @@ std::optional<std::string> RowKernel::LoadRow(const RowSource& src, uint64_t r,
   }
 }
 
+bool RowKernel::Vectorised() const {
+  return !options_.sigmoid() && options_.input_kind == v1::INPUT_KIND_LOGITS &&
+         !options_.classwise;
+}
+
 absl::Status RowKernel::Accumulate(const RowSource& src, uint64_t begin, uint64_t end,
                                    Affine affine, Sums* sums, SampleSink sink) const {
+  if (Vectorised()) return AccumulateSoftmax(src, begin, end, affine.scale, sums, sink);
   const uint32_t c = options_.num_classes;
   const uint32_t per_row = options_.samples_per_row();
   const bool check_probabilities = options_.input_kind == v1::INPUT_KIND_LOGITS;
@@ -153,6 +160,72 @@ absl::Status RowKernel::Accumulate(const RowSource& src, uint64_t begin, uint64_
       }
       sums->looks_like_probabilities =
           in_range && (options_.sigmoid() || std::abs(sum - 1) <= kSumTolerance);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RowKernel::AccumulateSoftmax(const RowSource& src, uint64_t begin,
+                                          uint64_t end, double scale, Sums* sums,
+                                          SampleSink sink) const {
+  const uint32_t c = options_.num_classes;
+  const size_t row_bytes = size_t{c} * DTypeSize(src.dtype);
+  std::vector<double> z;  // a widened row, for the rare cases that need one
+  for (uint64_t r = begin; r < end; ++r) {
+    const char* row = src.logits + r * row_bytes;
+    const int32_t label = src.labels[r];
+    const bool ignored = label == kIgnoredLabel;
+    SoftmaxRowStats st;
+    SoftmaxRowSimd(src.dtype, row, c, scale, ignored || sums->top_k.empty() ? -1 : label,
+                   &st);
+    if (!st.finite) {
+      // The scalar load finds the first bad value and words the message.
+      z.resize(c);
+      if (auto bad = LoadRow(src, r, z.data())) return absl::InvalidArgumentError(*bad);
+      return absl::InternalError(absl::StrCat("batch.logits row ", src.first_row + r,
+                                              ": the vector pass saw a non-finite value "
+                                              "that the scalar pass did not"));
+    }
+    if (ignored) continue;  // validated; an ignored row says nothing more
+    double z_label;
+    WidenRow(src.dtype, row + size_t(label) * DTypeSize(src.dtype), 1, &z_label);
+    const double sum_exp = st.ties + st.rest;
+    // log sum e = log1p(ties - 1 + rest): exact to the ulp for very confident rows.
+    const double log_sum = std::log1p((st.ties - 1) + st.rest);
+    const double d_label = scale * (z_label - st.max);
+    const double p_label = std::exp(d_label) / sum_exp;
+    const double confidence = 1 / sum_exp;
+    const bool correct = st.argmax == static_cast<uint32_t>(label);
+    const double nll = log_sum - d_label;
+    const double brier = (st.ties + st.rest_sq) / (sum_exp * sum_exp) - 2 * p_label + 1;
+    sums->samples += 1;
+    sums->correct += correct;
+    sums->nll += nll;
+    sums->brier += brier;
+    sums->confidence += confidence;
+    sums->entropy += log_sum - st.sum_ed / sum_exp;
+    if (!sums->top_k.empty()) {
+      uint32_t rank = st.above;
+      if (st.level > 1) {  // ties with the label's logit: those before it rank above
+        z.resize(c);
+        WidenRow(src.dtype, row, static_cast<uint32_t>(label), z.data());
+        for (int32_t k = 0; k < label; ++k) rank += z[k] == z_label;
+      }
+      for (size_t i = 0; i < options_.top_k.size(); ++i) {
+        sums->top_k[i] += rank < options_.top_k[i];
+      }
+    }
+    AddSample(confidence, correct, correct, nll, brier, sums, &sink);
+    if (sums->looks_like_probabilities) {
+      bool looks = st.min >= 0 && st.max <= 1;
+      if (looks) {
+        z.resize(c);
+        WidenRow(src.dtype, row, c, z.data());
+        double sum = 0;
+        for (uint32_t k = 0; k < c; ++k) sum += z[k];
+        looks = std::abs(sum - 1) <= kSumTolerance;
+      }
+      sums->looks_like_probabilities = looks;
     }
   }
   return absl::OkStatus();
@@ -267,6 +340,25 @@ NllDerivatives RowKernel::TemperatureTerms(const RowSource& src, uint64_t begin,
   const uint32_t per_row = options_.samples_per_row();
   std::vector<double> z(c), e(c);
   NllDerivatives out;
+  if (Vectorised()) {
+    const size_t row_bytes = size_t{c} * DTypeSize(src.dtype);
+    for (uint64_t r = begin; r < end; ++r) {
+      const int32_t y = src.labels[r];
+      if (y == kIgnoredLabel) continue;
+      const char* row = src.logits + r * row_bytes;
+      TemperatureRowSums t;
+      TemperatureRowSimd(src.dtype, row, c, beta, &t);
+      double z_label;
+      WidenRow(src.dtype, row + size_t(y) * DTypeSize(src.dtype), 1, &z_label);
+      const double gap = z_label - t.max;
+      const double sum_exp = t.ties + t.rest;
+      const double mean = t.sum_ez / sum_exp;
+      out.value += std::log1p((t.ties - 1) + t.rest) - beta * gap;
+      out.d1 += mean - gap;
+      out.d2 += std::max(0.0, t.sum_ez2 / sum_exp - mean * mean);
+    }
+    return out;
+  }
   for (uint64_t r = begin; r < end; ++r) {
     LoadRow(src, r, z.data());
     const int32_t* labels = src.labels + r * per_row;

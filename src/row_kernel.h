@@ -1,8 +1,10 @@
 // RowKernel: the per-row arithmetic of metrics.md over a run of rows — validation of
 // every logit, the input-kind transform, softmax / sigmoid with log-sum-exp in double,
 // confidence, correctness, NLL, Brier, entropy, top-k rank and bins — and the per-row
-// terms of the temperature and Platt fits. Const after construction: one RowKernel
-// may serve many threads, each on its own rows and its own Sums.
+// terms of the temperature and Platt fits. SOFTMAX over LOGITS (without classwise bins)
+// and its temperature terms run the vectorised passes of row_simd.h; the other input
+// kinds, SIGMOID and Platt keep the scalar double path. Const after construction: one
+// RowKernel may serve many threads, each on its own rows and its own Sums.
 #ifndef CALIB_SRC_ROW_KERNEL_H_
 #define CALIB_SRC_ROW_KERNEL_H_
 
@@ -67,6 +69,11 @@ class RowKernel {
   // Loads row r of src into z, transformed by the input kind. On a bad value returns
   // its message (naming global row, column and value).
   std::optional<std::string> LoadRow(const RowSource& src, uint64_t r, double* z) const;
+
+  // SOFTMAX over LOGITS without classwise bins: the vectorised pass (row_simd.h).
+  bool Vectorised() const;
+  absl::Status AccumulateSoftmax(const RowSource& src, uint64_t begin, uint64_t end,
+                                 double scale, Sums* sums, SampleSink sink) const;
 
   void AddSoftmaxRow(const double* z, int32_t label, Affine affine, Sums* sums,
                      SampleSink* sink) const;

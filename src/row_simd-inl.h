@@ -1,0 +1,413 @@
+// The per-target half of row_simd.h: row_simd.cc includes it once per Highway target
+// through hwy/foreach_target.h, hence the toggled include guard. Stateless functions.
+#if defined(CALIB_SRC_ROW_SIMD_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef CALIB_SRC_ROW_SIMD_INL_H_
+#undef CALIB_SRC_ROW_SIMD_INL_H_
+#else
+#define CALIB_SRC_ROW_SIMD_INL_H_
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "hwy/contrib/math/math-inl.h"
+#include "hwy/highway.h"
+#include "src/row_simd.h"
+#include "src/tensor.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace calib {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// How each dtype reaches the lanes: float16 and bfloat16 are widened in registers.
+struct SrcF32 {
+  using Raw = float;
+  using Lane = float;
+  template <class D>
+  static HWY_INLINE hn::Vec<D> Load(D d, const Raw* p) {
+    return hn::LoadU(d, p);
+  }
+  template <class DD>
+  static HWY_INLINE hn::Vec<DD> LoadWide(DD dd, const Raw* p) {
+    return hn::PromoteTo(dd, hn::LoadU(hn::Rebind<float, DD>(), p));
+  }
+  static float Scalar(const Raw* p) {
+    float v;
+    std::memcpy(&v, p, sizeof(v));
+    return v;
+  }
+};
+
+struct SrcF64 {
+  using Raw = double;
+  using Lane = double;
+  template <class D>
+  static HWY_INLINE hn::Vec<D> Load(D d, const Raw* p) {
+    return hn::LoadU(d, p);
+  }
+  template <class DD>
+  static HWY_INLINE hn::Vec<DD> LoadWide(DD dd, const Raw* p) {
+    return hn::LoadU(dd, p);
+  }
+  static double Scalar(const Raw* p) {
+    double v;
+    std::memcpy(&v, p, sizeof(v));
+    return v;
+  }
+};
+
+struct SrcF16 {
+  using Raw = hwy::float16_t;
+  using Lane = float;
+  template <class D>
+  static HWY_INLINE hn::Vec<D> Load(D d, const Raw* p) {
+    const hn::Rebind<hwy::float16_t, D> dh;
+    return hn::PromoteTo(d, hn::LoadU(dh, p));
+  }
+  template <class DD>
+  static HWY_INLINE hn::Vec<DD> LoadWide(DD dd, const Raw* p) {
+    return hn::PromoteTo(dd, Load(hn::Rebind<float, DD>(), p));
+  }
+  static float Scalar(const Raw* p) {
+    uint16_t h;
+    std::memcpy(&h, p, sizeof(h));
+    return HalfToFloat(h);
+  }
+};
+
+struct SrcBF16 {
+  using Raw = hwy::bfloat16_t;
+  using Lane = float;
+  template <class D>
+  static HWY_INLINE hn::Vec<D> Load(D d, const Raw* p) {
+    const hn::Rebind<hwy::bfloat16_t, D> dh;
+    return hn::PromoteTo(d, hn::LoadU(dh, p));
+  }
+  template <class DD>
+  static HWY_INLINE hn::Vec<DD> LoadWide(DD dd, const Raw* p) {
+    return hn::PromoteTo(dd, Load(hn::Rebind<float, DD>(), p));
+  }
+  static float Scalar(const Raw* p) {
+    uint16_t h;
+    std::memcpy(&h, p, sizeof(h));
+    return BFloat16ToFloat(h);
+  }
+};
+
+// The passes compute in double lanes: float exp's ~1e-7 relative error would break
+// metrics.md's 1e-9 on confidences and bins. ExpNonPositive takes x >= kMinExpArg, where
+// 2^q is still a normal number; a row whose scaled range stays within kUnboundedRange
+// needs no lower bound on the argument.
+constexpr double kMinExpArg = -708;
+constexpr double kUnboundedRange = 700;
+
+// exp(x) for x in [kMinExpArg, 0] in double lanes, to 2e-14 relative. Cheaper than
+// hn::Exp: rounding x / ln 2 by adding 1.5 * 2^52 leaves q in the low bits, which
+// become the exponent of 2^q directly (no float<->int conversions or overflow fix-ups,
+// no two-step 2^q for a wider range), and the polynomial on |r| <= ln(2) / 2 is of
+// degree 9 (fitted here to relative error), not 12.
+template <class D, class V>
+HWY_INLINE V ExpNonPositive(D d, V x) {
+  const hn::RebindToUnsigned<D> du;
+  constexpr double kMagic = 6755399441055744.0;  // 1.5 * 2^52
+  constexpr uint64_t kMagicBits = 0x4338000000000000ull;
+  const V magic = hn::Set(d, kMagic);
+  const V t = hn::MulAdd(x, hn::Set(d, 1.442695040888963407359924681), magic);
+  const V qf = hn::Sub(t, magic);
+  // -ln 2 in two parts, as in hn::Exp: r = x - q ln 2 exactly enough.
+  V r = hn::MulAdd(qf, hn::Set(d, -0.6931471805596629565116018), x);
+  r = hn::MulAdd(qf, hn::Set(d, -0.28235290563031577122588448175e-12), r);
+  // e^r = 1 + r + r^2 P(r).
+  V poly = hn::Set(d, 2.7493014484020987e-06);
+  poly = hn::MulAdd(poly, r, hn::Set(d, 2.4880798209947702e-05));
+  poly = hn::MulAdd(poly, r, hn::Set(d, 0.00019841539133602518));
+  poly = hn::MulAdd(poly, r, hn::Set(d, 0.0013888811164897742));
+  poly = hn::MulAdd(poly, r, hn::Set(d, 0.008333333095104768));
+  poly = hn::MulAdd(poly, r, hn::Set(d, 0.04166666696214846));
+  poly = hn::MulAdd(poly, r, hn::Set(d, 0.16666666667265131));
+  poly = hn::MulAdd(poly, r, hn::Set(d, 0.49999999999664346));
+  const V p = hn::Add(hn::MulAdd(hn::Mul(r, r), poly, r), hn::Set(d, 1.0));
+  // t's bits are kMagicBits + q: shifting (q + 1023) into the exponent field makes 2^q.
+  const auto exponent = hn::ShiftLeft<52>(
+      hn::Add(hn::BitCast(du, t), hn::Set(du, uint64_t{1023} - kMagicBits)));
+  return hn::Mul(p, hn::BitCast(d, exponent));
+}
+
+// Calls body(v, k, valid) for every vector of the row: whole vectors with valid = null,
+// then the last partial one from a copy padded with the row's first value, with `valid`
+// marking its real lanes. `group` whole vectors at a time go to group_body(p + k, k).
+template <class Src, class D, class Body>
+HWY_INLINE void ForEachVector(D d, const typename Src::Raw* p, uint32_t c,
+                              const Body& body) {
+  using Raw = typename Src::Raw;
+  auto load = [d](const Raw* q) HWY_ATTR {
+    if constexpr (std::is_same_v<hn::TFromD<D>, double>) {
+      return Src::LoadWide(d, q);
+    } else {
+      return Src::Load(d, q);
+    }
+  };
+  const size_t n = hn::Lanes(d);
+  size_t k = 0;
+  for (; k + n <= c; k += n) body(load(p + k), k, hn::FirstN(d, n), false);
+  if (k < c) {
+    HWY_ALIGN Raw buf[HWY_MAX_BYTES / sizeof(float)];
+    for (size_t i = 0; i < n; ++i) std::memcpy(&buf[i], p, sizeof(Raw));
+    std::memcpy(buf, p + k, (c - k) * sizeof(Raw));
+    body(load(buf), k, hn::FirstN(d, c - k), true);
+  }
+}
+
+// Max and min of a row; a NaN may or may not show in them (the second pass finds it).
+template <class Src, class D>
+HWY_INLINE void MaxMin(D d, const typename Src::Raw* p, uint32_t c,
+                       typename Src::Lane* max, typename Src::Lane* min) {
+  const size_t n = hn::Lanes(d);
+  auto first = hn::Set(d, Src::Scalar(p));
+  auto mx0 = first, mx1 = first, mn0 = first, mn1 = first;
+  size_t k = 0;
+  for (; k + 2 * n <= c; k += 2 * n) {
+    const auto v0 = Src::Load(d, p + k);
+    const auto v1 = Src::Load(d, p + k + n);
+    mx0 = hn::Max(mx0, v0);
+    mn0 = hn::Min(mn0, v0);
+    mx1 = hn::Max(mx1, v1);
+    mn1 = hn::Min(mn1, v1);
+  }
+  // The rest: whole vectors and a padded tail (padding repeats the first value).
+  ForEachVector<Src>(d, p + k, c - static_cast<uint32_t>(k),
+                     [&](auto v, size_t, auto, bool) HWY_ATTR {
+                       mx0 = hn::Max(mx0, v);
+                       mn0 = hn::Min(mn0, v);
+                     });
+  *max = hn::GetLane(hn::MaxOfLanes(d, hn::Max(mx0, mx1)));
+  *min = hn::GetLane(hn::MinOfLanes(d, hn::Min(mn0, mn1)));
+}
+
+// The softmax pass. kBounded: some scaled gap may pass kMinExpArg, so those lanes are
+// dropped (their e is below 1e-37 of the sum) and clamped; kScaled: scale != 1.
+template <class Src, bool kBounded, bool kScaled, bool kRank>
+HWY_NOINLINE void SoftmaxPass(const typename Src::Raw* p, uint32_t c,
+                              typename Src::Lane m, double scale,
+                              typename Src::Lane z_label, SoftmaxRowStats* out) {
+  using T = double;
+  const hn::ScalableTag<T> d;
+  using V = hn::Vec<decltype(d)>;
+  const V mv = hn::Set(d, m);
+  const V zero = hn::Zero(d);
+  const V min_arg = hn::Set(d, kMinExpArg);
+  const V scale_v = hn::Set(d, scale);
+  const V zl = hn::Set(d, z_label);
+  V rest = zero, sq = zero, ed = zero;
+  bool bad = false;
+  uint32_t ties = 0, argmax = 0, above = 0, level = 0;
+
+  // e for one vector, excluding the lanes equal to m (counted in `ties`).
+  auto step = [&](V v, size_t k, auto valid, bool tail) HWY_ATTR {
+    const V x = hn::Sub(v, mv);
+    V arg = x;
+    if constexpr (kScaled) arg = hn::Mul(x, scale_v);
+    auto keep = hn::Lt(x, zero);
+    if (tail) keep = hn::And(keep, valid);
+    if (HWY_UNLIKELY(!hn::AllTrue(d, tail ? hn::Or(keep, hn::Not(valid)) : keep))) {
+      auto tie = hn::Eq(v, mv);
+      if (tail) tie = hn::And(tie, valid);
+      // Neither below m nor equal to it: NaN.
+      if (!hn::AllFalse(d, hn::AndNot(hn::Or(keep, tie), valid))) bad = true;
+      if (ties == 0 && !hn::AllFalse(d, tie)) {
+        argmax = static_cast<uint32_t>(k + hn::FindFirstTrue(d, tie));
+      }
+      ties += static_cast<uint32_t>(hn::CountTrue(d, tie));
+    }
+    if constexpr (kBounded) {
+      keep = hn::And(keep, hn::Ge(arg, min_arg));
+      arg = hn::Max(arg, min_arg);
+    }
+    if constexpr (kRank) {
+      auto gt = hn::Gt(v, zl);
+      auto eq = hn::Eq(v, zl);
+      if (tail) {
+        gt = hn::And(gt, valid);
+        eq = hn::And(eq, valid);
+      }
+      above += static_cast<uint32_t>(hn::CountTrue(d, gt));
+      level += static_cast<uint32_t>(hn::CountTrue(d, eq));
+    }
+    const V e = hn::IfThenElseZero(keep, ExpNonPositive(d, arg));
+    sq = hn::MulAdd(e, e, sq);
+    ed = hn::MulAdd(e, arg, ed);
+    return e;
+  };
+
+  const size_t n = hn::Lanes(d);
+  const auto all = hn::FirstN(d, n);
+  size_t k = 0;
+  // Groups of 4 independent vectors keep the exp pipelines busy.
+  for (; k + 4 * n <= c; k += 4 * n) {
+    const V e0 = step(Src::LoadWide(d, p + k), k, all, false);
+    const V e1 = step(Src::LoadWide(d, p + k + n), k + n, all, false);
+    const V e2 = step(Src::LoadWide(d, p + k + 2 * n), k + 2 * n, all, false);
+    const V e3 = step(Src::LoadWide(d, p + k + 3 * n), k + 3 * n, all, false);
+    rest = hn::Add(rest, hn::Add(hn::Add(e0, e1), hn::Add(e2, e3)));
+  }
+  ForEachVector<Src>(d, p + k, c - static_cast<uint32_t>(k),
+                     [&](V v, size_t j, auto valid, bool tail)
+                         HWY_ATTR { rest = hn::Add(rest, step(v, k + j, valid, tail)); });
+  out->finite = !bad;
+  out->argmax = argmax;
+  out->ties = ties;
+  out->rest = hn::GetLane(hn::SumOfLanes(d, rest));
+  out->rest_sq = hn::GetLane(hn::SumOfLanes(d, sq));
+  out->sum_ed = hn::GetLane(hn::SumOfLanes(d, ed));
+  out->above = above;
+  out->level = level;
+}
+
+template <class Src, bool kBounded, bool kScaled>
+void SoftmaxPassRank(const typename Src::Raw* p, uint32_t c, typename Src::Lane m,
+                     double scale, int32_t label, SoftmaxRowStats* out) {
+  if (label >= 0) {
+    SoftmaxPass<Src, kBounded, kScaled, true>(p, c, m, scale, Src::Scalar(p + label),
+                                              out);
+  } else {
+    SoftmaxPass<Src, kBounded, kScaled, false>(p, c, m, scale, 0, out);
+  }
+}
+
+template <class Src>
+void SoftmaxRowT(const char* row, uint32_t c, double scale, int32_t label,
+                 SoftmaxRowStats* out) {
+  using T = typename Src::Lane;
+  const hn::ScalableTag<T> d;
+  const auto* p = reinterpret_cast<const typename Src::Raw*>(row);
+  T m, mn;
+  MaxMin<Src>(d, p, c, &m, &mn);
+  out->max = m;
+  out->min = mn;
+  if (!std::isfinite(m) || !std::isfinite(mn)) {
+    out->finite = false;
+    return;
+  }
+  const bool bounded = (static_cast<double>(m) - mn) * scale > kUnboundedRange;
+  if (scale == 1) {
+    bounded ? SoftmaxPassRank<Src, true, false>(p, c, m, scale, label, out)
+            : SoftmaxPassRank<Src, false, false>(p, c, m, scale, label, out);
+  } else {
+    bounded ? SoftmaxPassRank<Src, true, true>(p, c, m, scale, label, out)
+            : SoftmaxPassRank<Src, false, true>(p, c, m, scale, label, out);
+  }
+}
+
+// The temperature pass: e = exp(beta z'), z' = z - m; sums of e, e z', e z'^2.
+template <class Src, bool kBounded>
+HWY_NOINLINE void TemperaturePass(const typename Src::Raw* p, uint32_t c,
+                                  typename Src::Lane m, double beta,
+                                  TemperatureRowSums* out) {
+  using T = double;
+  const hn::ScalableTag<T> d;
+  using V = hn::Vec<decltype(d)>;
+  const V mv = hn::Set(d, m);
+  const V zero = hn::Zero(d);
+  const V min_arg = hn::Set(d, kMinExpArg);
+  // Where e > 0, |z'| <= 708 / beta <= 7.08e14: clamping below that keeps z'^2 finite
+  // without changing any term.
+  const V min_gap = hn::Set(d, T(-1e15));
+  const V beta_v = hn::Set(d, beta);
+  V rest = zero, ez = zero, ez2 = zero;
+  uint32_t ties = 0;
+
+  auto step = [&](V v, auto valid, bool tail) HWY_ATTR {
+    V x = hn::Sub(v, mv);
+    if constexpr (kBounded) x = hn::Max(x, min_gap);
+    V arg = hn::Mul(x, beta_v);
+    auto keep = hn::Lt(x, zero);
+    if (tail) keep = hn::And(keep, valid);
+    if (HWY_UNLIKELY(!hn::AllTrue(d, tail ? hn::Or(keep, hn::Not(valid)) : keep))) {
+      ties += static_cast<uint32_t>(
+          hn::CountTrue(d, tail ? hn::AndNot(keep, valid) : hn::Not(keep)));
+    }
+    if constexpr (kBounded) {
+      keep = hn::And(keep, hn::Ge(arg, min_arg));
+      arg = hn::Max(arg, min_arg);
+    }
+    const V e = hn::IfThenElseZero(keep, ExpNonPositive(d, arg));
+    const V exz = hn::Mul(e, x);
+    ez = hn::Add(ez, exz);
+    ez2 = hn::MulAdd(exz, x, ez2);
+    return e;
+  };
+
+  const size_t n = hn::Lanes(d);
+  const auto all = hn::FirstN(d, n);
+  size_t k = 0;
+  for (; k + 4 * n <= c; k += 4 * n) {
+    const V e0 = step(Src::LoadWide(d, p + k), all, false);
+    const V e1 = step(Src::LoadWide(d, p + k + n), all, false);
+    const V e2 = step(Src::LoadWide(d, p + k + 2 * n), all, false);
+    const V e3 = step(Src::LoadWide(d, p + k + 3 * n), all, false);
+    rest = hn::Add(rest, hn::Add(hn::Add(e0, e1), hn::Add(e2, e3)));
+  }
+  ForEachVector<Src>(d, p + k, c - static_cast<uint32_t>(k),
+                     [&](V v, size_t, auto valid, bool tail)
+                         HWY_ATTR { rest = hn::Add(rest, step(v, valid, tail)); });
+  out->ties = ties;
+  out->rest = hn::GetLane(hn::SumOfLanes(d, rest));
+  out->sum_ez = hn::GetLane(hn::SumOfLanes(d, ez));
+  out->sum_ez2 = hn::GetLane(hn::SumOfLanes(d, ez2));
+}
+
+template <class Src>
+void TemperatureRowT(const char* row, uint32_t c, double beta, TemperatureRowSums* out) {
+  using T = typename Src::Lane;
+  const hn::ScalableTag<T> d;
+  const auto* p = reinterpret_cast<const typename Src::Raw*>(row);
+  T m, mn;
+  MaxMin<Src>(d, p, c, &m, &mn);
+  out->max = m;
+  if ((static_cast<double>(m) - mn) * beta > kUnboundedRange) {
+    TemperaturePass<Src, true>(p, c, m, beta, out);
+  } else {
+    TemperaturePass<Src, false>(p, c, m, beta, out);
+  }
+}
+
+// The per-target entry points that row_simd.cc exports.
+void SoftmaxRowTarget(v1::DType dtype, const char* row, uint32_t c, double scale,
+                      int32_t label, SoftmaxRowStats* out) {
+  switch (dtype) {
+    case v1::DTYPE_FLOAT64:
+      return SoftmaxRowT<SrcF64>(row, c, scale, label, out);
+    case v1::DTYPE_FLOAT16:
+      return SoftmaxRowT<SrcF16>(row, c, scale, label, out);
+    case v1::DTYPE_BFLOAT16:
+      return SoftmaxRowT<SrcBF16>(row, c, scale, label, out);
+    default:
+      return SoftmaxRowT<SrcF32>(row, c, scale, label, out);
+  }
+}
+
+void TemperatureRowTarget(v1::DType dtype, const char* row, uint32_t c, double beta,
+                          TemperatureRowSums* out) {
+  switch (dtype) {
+    case v1::DTYPE_FLOAT64:
+      return TemperatureRowT<SrcF64>(row, c, beta, out);
+    case v1::DTYPE_FLOAT16:
+      return TemperatureRowT<SrcF16>(row, c, beta, out);
+    case v1::DTYPE_BFLOAT16:
+      return TemperatureRowT<SrcBF16>(row, c, beta, out);
+    default:
+      return TemperatureRowT<SrcF32>(row, c, beta, out);
+  }
+}
+
+const char* TargetNameT() { return hwy::TargetName(HWY_TARGET); }
+
+}  // namespace HWY_NAMESPACE
+}  // namespace calib
+HWY_AFTER_NAMESPACE();
+
+#endif  // CALIB_SRC_ROW_SIMD_INL_H_

@@ -1,0 +1,29 @@
+// Compiles row_simd-inl.h once per Highway target and dispatches to the best one the
+// CPU supports (Highway 1.0.3 cannot build with -march=native, hence dynamic dispatch).
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "src/row_simd.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+#include "src/row_simd-inl.h"
+
+#if HWY_ONCE
+namespace calib {
+
+HWY_EXPORT(SoftmaxRowTarget);
+HWY_EXPORT(TemperatureRowTarget);
+HWY_EXPORT(TargetNameT);
+
+void SoftmaxRowSimd(v1::DType dtype, const char* row, uint32_t num_classes, double scale,
+                    int32_t label, SoftmaxRowStats* out) {
+  HWY_DYNAMIC_DISPATCH(SoftmaxRowTarget)(dtype, row, num_classes, scale, label, out);
+}
+
+void TemperatureRowSimd(v1::DType dtype, const char* row, uint32_t num_classes,
+                        double beta, TemperatureRowSums* out) {
+  HWY_DYNAMIC_DISPATCH(TemperatureRowTarget)(dtype, row, num_classes, beta, out);
+}
+
+const char* RowSimdTarget() { return HWY_DYNAMIC_DISPATCH(TargetNameT)(); }
+
+}  // namespace calib
+#endif  // HWY_ONCE

@@ -1,0 +1,57 @@
+// The vectorised row passes (Highway, dynamic dispatch to the best target the CPU has):
+// the statistics of one softmax row of logits and the terms of the temperature fit,
+// reading float32, float16, bfloat16 (widened in registers) or float64 logits in place.
+// Pure functions of their arguments; thread-safe. row_kernel.cc turns them into metrics.
+#ifndef CALIB_SRC_ROW_SIMD_H_
+#define CALIB_SRC_ROW_SIMD_H_
+
+#include <cstdint>
+
+#include "calib/v1/calibration.pb.h"
+
+namespace calib {
+
+// What one row z of C logits, mapped by x -> scale * x, says about softmax(scale * z).
+// With m = max z and e_k = exp(scale * (z_k - m)): sum_k e_k = ties + rest, where the
+// `ties` values equal to m give exactly 1 each and `rest` sums the others, so that
+// log sum e = log1p(ties - 1 + rest) keeps its relative precision for confident rows.
+struct SoftmaxRowStats {
+  bool finite = true;   // false: some value is NaN or infinite, and the rest is unset
+  uint32_t argmax = 0;  // the first index holding m
+  uint32_t ties = 0;    // how many values equal m (>= 1)
+  double max = 0;       // m
+  double min = 0;       // min z
+  double rest = 0;      // sum of e_k over z_k < m
+  double rest_sq = 0;   // sum of e_k^2 over z_k < m
+  double sum_ed = 0;    // sum of e_k * scale * (z_k - m)
+  // With a label l (rank requested): how many values exceed z_l and equal z_l.
+  uint32_t above = 0;
+  uint32_t level = 0;
+};
+
+// `row` points to num_classes values of `dtype` (float32, float64, float16, bfloat16),
+// any alignment. `label` < 0: no rank counts. scale > 0.
+void SoftmaxRowSimd(v1::DType dtype, const char* row, uint32_t num_classes, double scale,
+                    int32_t label, SoftmaxRowStats* out);
+
+// The temperature fit's moments of one (finite) row at beta: with z' = z - max z and
+// e_k = exp(beta z'_k), sum e = ties + rest as above, and sum_ez = sum e z',
+// sum_ez2 = sum e z'^2.
+struct TemperatureRowSums {
+  double max = 0;
+  uint32_t ties = 0;
+  double rest = 0;
+  double sum_ez = 0;
+  double sum_ez2 = 0;
+};
+
+void TemperatureRowSimd(v1::DType dtype, const char* row, uint32_t num_classes,
+                        double beta, TemperatureRowSums* out);
+
+// The Highway target that the calls above now run on, e.g. "AVX3"; for tests and
+// benchmarks.
+const char* RowSimdTarget();
+
+}  // namespace calib
+
+#endif  // CALIB_SRC_ROW_SIMD_H_
