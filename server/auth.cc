@@ -43,33 +43,41 @@ absl::Status Unauthenticated(absl::string_view why) {
 // A call refused before it reached the service: answered and logged at once.
 grpc::ServerUnaryReactor* RefuseUnary(grpc::CallbackServerContext* context,
                                       const char* method, uint64_t bytes,
-                                      const absl::Status& status) {
+                                      const absl::Status& status,
+                                      ServerMetrics* metrics) {
   CallLog log(method, context->peer());
   log.AddBytes(bytes);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const grpc::Status result = ToGrpcStatus(status);
   reactor->Finish(result);
   log.Write(result.error_code());
+  metrics->CallEnded(method, result.error_code());
   return reactor;
 }
 
 // A stream refused before its first message is read.
 class RefusedStream final : public grpc::ServerReadReactor<v1::EvaluateStreamRequest> {
  public:
-  RefusedStream(grpc::CallbackServerContext* context, const absl::Status& status)
-      : log_("EvaluateStream", context->peer(), CallLog::Kind::kClientStream),
-        result_(ToGrpcStatus(status)) {
+  RefusedStream(grpc::CallbackServerContext* context, const absl::Status& status,
+                ServerMetrics* metrics)
+      : log_(kMethod, context->peer(), CallLog::Kind::kClientStream),
+        result_(ToGrpcStatus(status)),
+        metrics_(metrics) {
     Finish(result_);
   }
 
   void OnDone() override {
     log_.Write(result_.error_code());
+    metrics_->CallEnded(kMethod, result_.error_code());
     delete this;
   }
 
  private:
+  static constexpr char kMethod[] = "EvaluateStream";
+
   CallLog log_;
   const grpc::Status result_;
+  ServerMetrics* const metrics_;
 };
 
 }  // namespace
@@ -131,7 +139,7 @@ grpc::ServerUnaryReactor* TokenCheckedService::Evaluate(
     v1::EvaluateResponse* response) {
   const absl::Status status = token_->Check(*context);
   if (!status.ok()) {
-    return RefuseUnary(context, "Evaluate", request->ByteSizeLong(), status);
+    return RefuseUnary(context, "Evaluate", request->ByteSizeLong(), status, metrics_);
   }
   return inner_->Evaluate(context, request, response);
 }
@@ -139,7 +147,7 @@ grpc::ServerUnaryReactor* TokenCheckedService::Evaluate(
 grpc::ServerReadReactor<v1::EvaluateStreamRequest>* TokenCheckedService::EvaluateStream(
     grpc::CallbackServerContext* context, v1::EvaluateStreamResponse* response) {
   const absl::Status status = token_->Check(*context);
-  if (!status.ok()) return new RefusedStream(context, status);
+  if (!status.ok()) return new RefusedStream(context, status, metrics_);
   return inner_->EvaluateStream(context, response);
 }
 
@@ -147,7 +155,7 @@ grpc::ServerUnaryReactor* TokenCheckedService::GetServerInfo(
     grpc::CallbackServerContext* context, const v1::GetServerInfoRequest* request,
     v1::GetServerInfoResponse* response) {
   const absl::Status status = token_->Check(*context);
-  if (!status.ok()) return RefuseUnary(context, "GetServerInfo", 0, status);
+  if (!status.ok()) return RefuseUnary(context, "GetServerInfo", 0, status, metrics_);
   return inner_->GetServerInfo(context, request, response);
 }
 

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "calib/v1/calibration.grpc.pb.h"
+#include "server/server_metrics.h"
 
 namespace calib {
 
@@ -40,12 +41,13 @@ class BearerToken {
 };
 
 // Serves `inner` to callers with the token; calls without it end UNAUTHENTICATED at
-// once, logged by the call log like any other call. `inner` and `token` must outlive it.
+// once, logged by the call log and counted in `metrics` like any other call. `inner`,
+// `token` and `metrics` must outlive it.
 class TokenCheckedService final : public v1::CalibrationService::CallbackService {
  public:
   TokenCheckedService(v1::CalibrationService::CallbackService* inner,
-                      const BearerToken* token)
-      : inner_(inner), token_(token) {}
+                      const BearerToken* token, ServerMetrics* metrics)
+      : inner_(inner), token_(token), metrics_(metrics) {}
 
   grpc::ServerUnaryReactor* Evaluate(grpc::CallbackServerContext* context,
                                      const v1::EvaluateRequest* request,
@@ -60,6 +62,7 @@ class TokenCheckedService final : public v1::CalibrationService::CallbackService
  private:
   v1::CalibrationService::CallbackService* const inner_;
   const BearerToken* const token_;
+  ServerMetrics* const metrics_;
 };
 
 }  // namespace calib

@@ -113,7 +113,7 @@ int Serve(const ServerOptions& options) {
           .stores = {.budget = &budget, .fit_store_bytes = options.fit_store_bytes}},
       options.max_message_bytes, &arena, &admission, metrics.get());
   std::optional<TokenCheckedService> checked;
-  if (token) checked.emplace(&service, &*token);
+  if (token) checked.emplace(&service, &*token, metrics.get());
 
   std::unique_ptr<prometheus::Exposer> exposer;
   if (!options.metrics_listen.empty()) {

@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.request
 
 import grpc
 import numpy as np
@@ -310,7 +311,7 @@ def unauthenticated_raw_calls(server, metadata):
 
 
 def test_token_is_required_except_for_health(pki, data, calibd):
-    server = calibd("--auth-token-file", pki["token_file"])
+    server = calibd("--auth-token-file", pki["token_file"], "--metrics-listen", "127.0.0.1:0")
     token, wrong = pki["token"], pki["wrong_token_file"].read_text().strip()
     assert "warning: --auth-token-file without --tls-cert" in server.log()
 
@@ -341,6 +342,14 @@ def test_token_is_required_except_for_health(pki, data, calibd):
     lines = server.wait_for_calls(refused)
     assert len(lines) == refused
     assert all("status=UNAUTHENTICATED" in line for line in lines), lines
+    # The refused calls are counted like any other; /metrics carries no secret either.
+    metrics_url = re.search(r"calibd metrics on (\S+)", server.log()).group(1)
+    with urllib.request.urlopen(metrics_url, timeout=TIMEOUT_S) as response:
+        metrics = response.read().decode()
+    counted = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                  if line.startswith("calib_calls_total{") and 'code="UNAUTHENTICATED"' in line)
+    assert counted == refused, metrics
+    assert token not in metrics and wrong not in metrics
     health = cli("health", "--server", server.address)
     assert (health.returncode, health.stdout) == (0, "SERVING\n"), health.stderr
 
