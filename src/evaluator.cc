@@ -26,8 +26,10 @@ namespace {
 // Bytes per sample of the equal-mass store: the pair, and as much again for the buffer
 // of the stable sort that makes the equal-mass bins at Finish.
 constexpr uint64_t kBytesPerSample = 2 * sizeof(ConfidenceSample);
-// Rows reach the accumulator in chunks of about this many logit bytes: each chunk runs
-// whole, and a cancellation is seen between two of them.
+// Rows reach the accumulator in chunks of about this many logit bytes, and of at least
+// one wave of blocks (BlockAccumulator reduces 2 x max_concurrency blocks at once), so
+// that every thread has a block: each chunk runs whole, and a cancellation is seen
+// between two of them.
 constexpr uint64_t kChunkBytes = uint64_t{4} << 20;
 // What SmoothEce allocates at most: mass grids of up to 2^20 intervals, their coarser
 // halvings, and the padded copy, kernel and output of one convolution.
@@ -160,8 +162,10 @@ absl::Status EvaluatorImpl::Accumulate(BlockAccumulator& accumulator,
                                        const RowSource& src, Affine affine,
                                        bool reserve) {
   const uint64_t row_bytes = uint64_t{options_.num_classes} * DTypeSize(src.dtype);
+  const uint64_t wave =
+      2 * static_cast<uint64_t>(tbb::this_task_arena::max_concurrency());
   const uint64_t chunk =
-      std::max<uint64_t>(1, kChunkBytes / row_bytes / kBlockRows) * kBlockRows;
+      std::max<uint64_t>(wave, kChunkBytes / row_bytes / kBlockRows) * kBlockRows;
   const uint32_t per_row = options_.samples_per_row();
   for (uint64_t begin = 0; begin < src.rows;) {
     if (IsCancelled()) return Cancelled();
