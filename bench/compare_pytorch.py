@@ -261,16 +261,18 @@ def compare_shape(args, tmp, shape, server):
 
     fit_runs = {k: [] for k in ("calib_fit", "calib_nofit", "lbfgs", "lbfgs_wolfe")}
     fit_t = {}
+    # The fit on every row, as PyTorch's: no cap on the logits kept for it.
+    whole = ["--fit-store-bytes", str(1 << 40)]
     for _ in range(args.fit_repeats):
-        fit_runs["calib_nofit"].append(bu.run_timed([calib, "eval", *files]))
-        fit_runs["calib_fit"].append(bu.run_timed([calib, "eval", *files,
+        fit_runs["calib_nofit"].append(bu.run_timed([calib, "eval", *files, *whole]))
+        fit_runs["calib_fit"].append(bu.run_timed([calib, "eval", *files, *whole,
                                                    "--fit-temperature"]))
         result = run_json([*me, "fits"])
         for name in ("lbfgs", "lbfgs_wolfe"):
             fit_runs[name].append(times_of(result[name]))
             fit_t[name] = result[name]["temperature"]
-    fit_t["calib"] = run_json([calib, "eval", *files, "--fit-temperature", "--json",
-                               "-"])["temperature_scaling"]["temperature"]
+    fit_t["calib"] = run_json([calib, "eval", *files, *whole, "--fit-temperature",
+                               "--json", "-"])["temperature_scaling"]["temperature"]
     optimum = run_json([*me, "optimum"])["temperature"]
     fmed = {k: bu.median_times(v) for k, v in fit_runs.items()}
     calib_fit = bu.Times(*(getattr(fmed["calib_fit"], f) - getattr(fmed["calib_nofit"], f)

@@ -10,6 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "client/remote.h"
+#include "src/fit_store.h"
 #include "src/flags.h"
 #include "src/status_macros.h"
 
@@ -61,6 +62,8 @@ Where and how:
   --server HOST:PORT         evaluate on a calibd server (default: $CALIB_SERVER if set,
                              else in-process); both give identical reports
   --chunk-bytes N            logits+labels bytes per streamed message (default 4194304)
+  --fit-store-bytes N        in-process: logit bytes kept for the fits (default
+                             268435456, as calibd's); beyond, a uniform sample of rows
   --json PATH|-              write the report as JSON to PATH, or to stdout with -,
                              instead of printing the tables
   --plot PATH.svg            also write a reliability diagram (SVG): accuracy per bin
@@ -168,13 +171,18 @@ absl::StatusOr<EvalCommand> ParseEvalCommand(const std::vector<std::string>& arg
                                              const std::string& default_server) {
   CALIB_ASSIGN_OR_RETURN(
       const Flags flags,
-      Flags::Parse(
-          args,
-          {"logits", "labels",       "server",      "activation", "input",
-           "bins",   "ignore-index", "top-k",       "bin-edges",  "binary-reliability",
-           "json",   "plot",         "chunk-bytes", "bootstrap",  "level",
-           "seed",   "tls-ca",       "tls-cert",    "tls-key",    "token-file"},
-          {"classwise", "fit-temperature", "smooth-ece", "help"}));
+      Flags::Parse(args, {"logits",         "labels",
+                          "server",         "activation",
+                          "input",          "bins",
+                          "ignore-index",   "top-k",
+                          "bin-edges",      "binary-reliability",
+                          "json",           "plot",
+                          "chunk-bytes",    "bootstrap",
+                          "level",          "seed",
+                          "tls-ca",         "tls-cert",
+                          "tls-key",        "token-file",
+                          "fit-store-bytes"},
+                   {"classwise", "fit-temperature", "smooth-ece", "help"}));
   EvalCommand command;
   CALIB_ASSIGN_OR_RETURN(command.help, flags.GetBool("help", false));
   if (command.help) return command;
@@ -256,6 +264,16 @@ absl::StatusOr<EvalCommand> ParseEvalCommand(const std::vector<std::string>& arg
                          flags.GetUint("chunk-bytes", kDefaultChunkBytes));
   if (command.chunk_bytes == 0) {
     return absl::InvalidArgumentError("flag --chunk-bytes: must be at least 1");
+  }
+  if (flags.Has("fit-store-bytes") && !command.server.empty()) {
+    return absl::InvalidArgumentError(
+        "flag --fit-store-bytes is for in-process evaluation: calibd's own "
+        "--fit-store-bytes sets it on the server");
+  }
+  CALIB_ASSIGN_OR_RETURN(command.fit_store_bytes,
+                         flags.GetUint("fit-store-bytes", kDefaultFitStoreBytes));
+  if (command.fit_store_bytes == 0) {
+    return absl::InvalidArgumentError("flag --fit-store-bytes: must be at least 1");
   }
   return command;
 }

@@ -30,6 +30,7 @@ struct EvalCommand {
   std::optional<std::string> json_path;  // "-" for stdout; absent: print the table
   std::optional<std::string> plot_path;  // the reliability diagram's SVG file
   uint64_t chunk_bytes = 0;
+  uint64_t fit_store_bytes = 0;  // in-process only
   SecurityFiles security;
 };
 

@@ -38,8 +38,11 @@ std::string DefaultServer() {
 }
 
 absl::StatusOr<v1::Report> EvaluateInProcess(const v1::EvaluationConfig& config,
-                                             const EvalInput& input) {
-  CALIB_ASSIGN_OR_RETURN(std::unique_ptr<Evaluator> evaluator, Evaluator::Create(config));
+                                             const EvalInput& input,
+                                             uint64_t fit_store_bytes) {
+  CALIB_ASSIGN_OR_RETURN(
+      std::unique_ptr<Evaluator> evaluator,
+      Evaluator::Create(config, StoreLimits{.fit_store_bytes = fit_store_bytes}));
   CALIB_RETURN_IF_ERROR(evaluator->Add({input.logits.dtype, input.logits.data},
                                        {input.labels.dtype, input.labels.data}));
   return evaluator->Finish();
@@ -71,7 +74,7 @@ absl::Status RunEval(const EvalCommand& command) {
                          LoadConnectionSecurity(command.security));
   absl::StatusOr<v1::Report> report =
       command.server.empty()
-          ? EvaluateInProcess(config, input)
+          ? EvaluateInProcess(config, input, command.fit_store_bytes)
           : EvaluateRemote(command.server, config, input, command.chunk_bytes, security);
   if (!report.ok()) return report.status();
   if (command.plot_path) {

@@ -30,6 +30,7 @@ TEST(CommandLineTest, DefaultsLeaveTheConfigAtItsZeroValues) {
   EXPECT_FALSE(command->json_path.has_value());
   EXPECT_FALSE(command->plot_path.has_value());
   EXPECT_EQ(command->chunk_bytes, 4u << 20);
+  EXPECT_EQ(command->fit_store_bytes, 256u << 20);
   const v1::EvaluationConfig& c = command->config;
   EXPECT_EQ(c.activation(), v1::ACTIVATION_UNSPECIFIED);
   EXPECT_EQ(c.input_kind(), v1::INPUT_KIND_UNSPECIFIED);
@@ -132,6 +133,10 @@ TEST(CommandLineTest, RejectsBadUsage) {
                    "flag --bins: 4294967296 is too large");
   ExpectUsageError(With({"--ignore-index", "x"}), "flag --ignore-index: 'x'");
   ExpectUsageError(With({"--chunk-bytes", "0"}), "--chunk-bytes: must be at least 1");
+  ExpectUsageError(With({"--fit-store-bytes", "0"}),
+                   "--fit-store-bytes: must be at least 1");
+  ExpectUsageError(With({"--fit-store-bytes", "1000", "--server", "h:1"}),
+                   "flag --fit-store-bytes is for in-process evaluation");
   ExpectUsageError(With({"--json", ""}), "flag --json needs a path");
   ExpectUsageError(With({"--plot", ""}), "flag --plot needs a file path");
   ExpectUsageError(With({"--plot", "-"}), "flag --plot needs a file path");
@@ -210,7 +215,7 @@ TEST(CommandLineTest, HelpTextsNameEveryFlag) {
                            "--level",        "--seed",
                            "--smooth-ece",   "--tls-ca",
                            "--tls-cert",     "--tls-key",
-                           "--token-file"}) {
+                           "--token-file",   "--fit-store-bytes"}) {
     EXPECT_THAT(std::string(kEvalHelp), HasSubstr(flag));
   }
   for (const char* flag :
