@@ -21,14 +21,14 @@ absl::Status OutOfRange(const std::string& flag, const std::string& value,
 absl::StatusOr<ServerOptions> ParseServerOptions(const std::vector<std::string>& args) {
   CALIB_ASSIGN_OR_RETURN(
       Flags flags,
-      Flags::Parse(args,
-                   {"listen", "threads", "max-message-bytes", "max-rows", "max-classes",
-                    "grace-seconds", "tls-cert", "tls-key", "tls-client-ca",
-                    "auth-token-file", "keepalive-seconds", "keepalive-timeout-seconds",
-                    "max-connection-age-seconds", "max-connection-age-grace-seconds",
-                    "max-concurrent-evaluations", "memory-budget-bytes", "fit-store-bytes",
-                    "metrics-listen"},
-                   {"reflection", "help"}));
+      Flags::Parse(
+          args,
+          {"listen", "threads", "max-message-bytes", "max-rows", "max-classes",
+           "grace-seconds", "tls-cert", "tls-key", "tls-client-ca", "auth-token-file",
+           "keepalive-seconds", "keepalive-timeout-seconds", "max-connection-age-seconds",
+           "max-connection-age-grace-seconds", "max-concurrent-evaluations",
+           "memory-budget-bytes", "fit-store-bytes", "metrics-listen"},
+          {"reflection", "help"}));
   if (!flags.positionals().empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat("unexpected argument '", flags.positionals().front(), "'"));

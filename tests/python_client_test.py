@@ -6,71 +6,36 @@ contract says both give the same numbers, so the dicts must be equal exactly. Te
 that need torch skip when it is missing. TLS, mutual TLS and the bearer token are checked
 against calibd in tests/tls_auth_test.py.
 
-Needs CALIB_BIN, CALIBD_BIN and PYTHONPATH=<build>/python (ctest sets all three).
+Needs CALIB_BIN, CALIBD_BIN and PYTHONPATH=<build>/python (ctest sets all three);
+calibd is started by tests/calibd_process.py.
 """
 
 import json
 import math
 import os
 import pathlib
-import queue
 import re
 import subprocess
 import sys
-import threading
 
 import grpc
 import numpy as np
 import pytest
 
 import calib_client
+from calibd_process import Calibd, required_env
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
 TIMEOUT_S = 120
 
 
-def required_env(name):
-    value = os.environ.get(name)
-    if not value:
-        pytest.fail(f"{name} is not set: point it at the built binary (ctest sets it)")
-    return value
-
-
 @pytest.fixture(scope="module")
 def server():
     """A calibd on 127.0.0.1 with a port of the kernel's choosing."""
-    proc = subprocess.Popen([required_env("CALIBD_BIN"), "--listen", "127.0.0.1:0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = queue.Queue()
-    log = []
-
-    def pump():  # keeps draining the per-call log so the server never blocks on it
-        for line in proc.stdout:
-            log.append(line)
-            lines.put(line)
-        lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    try:
-        while True:
-            try:
-                line = lines.get(timeout=60)
-            except queue.Empty:
-                pytest.fail("calibd did not report listening within 60 s:\n" + "".join(log))
-            if line is None:
-                pytest.fail(f"calibd exited with {proc.wait()}:\n" + "".join(log))
-            found = re.search(r"calibd listening on (\S+):(\d+)", line)
-            if found:
-                break
-        yield f"127.0.0.1:{found.group(2)}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    calibd = Calibd()
+    yield calibd.address
+    calibd.stop()
 
 
 def from_json(value):
