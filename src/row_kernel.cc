@@ -404,8 +404,14 @@ NllDerivatives RowKernel::TemperatureTerms(const RowSource& src, uint64_t begin,
 PlattDerivatives RowKernel::PlattTerms(const RowSource& src, uint64_t begin, uint64_t end,
                                        double a, double b) const {
   const uint32_t c = options_.num_classes;
-  std::vector<double> z(c);
   PlattDerivatives out;
+  if (options_.input_kind == v1::INPUT_KIND_LOGITS) {
+    const size_t row_bytes = size_t{c} * DTypeSize(src.dtype);
+    PlattSpanSimd(src.dtype, src.logits + begin * row_bytes, src.labels + begin * c,
+                  (end - begin) * c, a, b, &out);
+    return out;
+  }
+  std::vector<double> z(c);
   for (uint64_t r = begin; r < end; ++r) {
     LoadRow(src, r, z.data());
     const int32_t* targets = src.labels + r * c;

@@ -11,6 +11,7 @@ namespace calib {
 
 HWY_EXPORT(SoftmaxRowTarget);
 HWY_EXPORT(TemperatureRowTarget);
+HWY_EXPORT(PlattSpanTarget);
 HWY_EXPORT(TargetNameT);
 
 void SoftmaxRowSimd(v1::DType dtype, const char* row, uint32_t num_classes, double scale,
@@ -21,6 +22,11 @@ void SoftmaxRowSimd(v1::DType dtype, const char* row, uint32_t num_classes, doub
 void TemperatureRowSimd(v1::DType dtype, const char* row, uint32_t num_classes,
                         double beta, TemperatureRowSums* out) {
   HWY_DYNAMIC_DISPATCH(TemperatureRowTarget)(dtype, row, num_classes, beta, out);
+}
+
+void PlattSpanSimd(v1::DType dtype, const char* logits, const int32_t* targets,
+                   uint64_t n, double a, double b, PlattDerivatives* out) {
+  HWY_DYNAMIC_DISPATCH(PlattSpanTarget)(dtype, logits, targets, n, a, b, out);
 }
 
 const char* RowSimdTarget() { return HWY_DYNAMIC_DISPATCH(TargetNameT)(); }

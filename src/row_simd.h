@@ -1,6 +1,6 @@
 // The vectorised row passes (Highway, dynamic dispatch to the best target the CPU has):
-// the statistics of one softmax row of logits and the terms of the temperature fit,
-// reading float32, float16, bfloat16 (widened in registers) or float64 logits in place.
+// the statistics of one softmax row of logits and the terms of the temperature and Platt
+// fits, reading float32, float16, bfloat16 (widened in registers) or float64 in place.
 // Pure functions of their arguments; thread-safe. row_kernel.cc turns them into metrics.
 #ifndef CALIB_SRC_ROW_SIMD_H_
 #define CALIB_SRC_ROW_SIMD_H_
@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "calib/v1/calibration.pb.h"
+#include "src/platt_fit.h"
 
 namespace calib {
 
@@ -47,6 +48,11 @@ struct TemperatureRowSums {
 
 void TemperatureRowSimd(v1::DType dtype, const char* row, uint32_t num_classes,
                         double beta, TemperatureRowSums* out);
+
+// The Platt fit's sums (platt_fit.h) over n consecutive logits of `dtype` and their
+// targets (0, 1 or kIgnoredLabel, which adds nothing; so do infinite logits), at (a, b).
+void PlattSpanSimd(v1::DType dtype, const char* logits, const int32_t* targets,
+                   uint64_t n, double a, double b, PlattDerivatives* out);
 
 // The Highway target that the calls above now run on, e.g. "AVX3"; for tests and
 // benchmarks.

@@ -65,10 +65,14 @@ Row Encode(v1::DType dtype, const std::vector<double>& values) {
   return row;
 }
 
-void ExpectNear(double actual, double expected, double rel, const std::string& what) {
+void ExpectNear(double actual, long double expected, double rel, const std::string& what) {
   EXPECT_LE(std::abs(actual - expected), rel * std::abs(expected) + 1e-300)
-      << what << ": got " << actual << ", expected " << expected;
+      << what << ": got " << actual << ", expected " << static_cast<double>(expected);
 }
+
+// A sum of c same-signed terms: each within 6e-13 (e^2 doubles exp's 3e-13), and summing
+// in double adds at most (c - 1) rounding errors of 2^-53 (the fallback sums in one lane).
+double Tolerance(uint32_t c) { return 6e-13 + c * 0x1p-53; }
 
 void CheckSoftmax(const Row& row, double scale, int32_t label, const std::string& where) {
   const auto& z = row.z;
@@ -79,14 +83,14 @@ void CheckSoftmax(const Row& row, double scale, int32_t label, const std::string
   const double m = *std::max_element(z.begin(), z.end());
   const uint32_t argmax =
       static_cast<uint32_t>(std::max_element(z.begin(), z.end()) - z.begin());
-  double rest = 0, rest_sq = 0, sum_ed = 0;
+  long double rest = 0, rest_sq = 0, sum_ed = 0;
   uint32_t ties = 0, above = 0, level = 0;
   for (uint32_t k = 0; k < c; ++k) {
-    const double d = scale * (z[k] - m);
+    const long double d = scale * (z[k] - m);
     if (z[k] == m) {
       ++ties;
     } else {
-      const double e = std::exp(d);
+      const long double e = std::exp(d);
       rest += e;
       rest_sq += e * e;
       sum_ed += e * d;
@@ -100,9 +104,9 @@ void CheckSoftmax(const Row& row, double scale, int32_t label, const std::string
   EXPECT_EQ(st.min, *std::min_element(z.begin(), z.end())) << where;
   EXPECT_EQ(st.argmax, argmax) << where;
   EXPECT_EQ(st.ties, ties) << where;
-  ExpectNear(st.rest, rest, 1e-12, where + " rest");
-  ExpectNear(st.rest_sq, rest_sq, 1e-12, where + " rest_sq");
-  ExpectNear(st.sum_ed, sum_ed, 1e-12, where + " sum_ed");
+  ExpectNear(st.rest, rest, Tolerance(c), where + " rest");
+  ExpectNear(st.rest_sq, rest_sq, Tolerance(c), where + " rest_sq");
+  ExpectNear(st.sum_ed, sum_ed, Tolerance(c), where + " sum_ed");
   if (label >= 0) {
     EXPECT_EQ(st.above, above) << where;
     EXPECT_EQ(st.level, level) << where;
@@ -115,11 +119,11 @@ void CheckTemperature(const Row& row, double beta, const std::string& where) {
   TemperatureRowSums t;
   TemperatureRowSimd(row.dtype, row.bytes.data(), c, beta, &t);
   const double m = *std::max_element(z.begin(), z.end());
-  double rest = 0, ez = 0, ez2 = 0;
+  long double rest = 0, ez = 0, ez2 = 0;
   uint32_t ties = 0;
   for (double v : z) {
-    const double g = v - m;
-    const double e = std::exp(beta * g);
+    const long double g = v - m;
+    const long double e = std::exp(beta * g);
     if (v == m) {
       ++ties;
     } else {
@@ -130,9 +134,9 @@ void CheckTemperature(const Row& row, double beta, const std::string& where) {
   }
   EXPECT_EQ(t.max, m) << where;
   EXPECT_EQ(t.ties, ties) << where;
-  ExpectNear(t.rest, rest, 1e-12, where + " rest");
-  ExpectNear(t.sum_ez, ez, 1e-12, where + " sum_ez");
-  ExpectNear(t.sum_ez2, ez2, 1e-12, where + " sum_ez2");
+  ExpectNear(t.rest, rest, Tolerance(c), where + " rest");
+  ExpectNear(t.sum_ez, ez, Tolerance(c), where + " sum_ez");
+  ExpectNear(t.sum_ez2, ez2, Tolerance(c), where + " sum_ez2");
 }
 
 // Restores the real CPU's targets however the test ends.
@@ -179,6 +183,94 @@ TEST(RowKernelTest, EveryTargetMatchesFloat64) {
           CheckTemperature(row, 1.0, where);
           CheckTemperature(row, 3.1, where + " beta 3.1");
           CheckTemperature(row, 1e-6, where + " beta 1e-6");
+        }
+      }
+    }
+  }
+}
+
+// The pass's exp, alone: a row {0, x} leaves rest = e^x. Checked against long double
+// at every x the kernel can meet, with lanes of a vector at different points of the
+// reduction, within the 3e-13 its comment promises.
+TEST(RowKernelTest, ExpIsAccurateOverItsWholeRange) {
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    TargetScope scope(target);
+    std::mt19937_64 rng(11);
+    std::uniform_real_distribution<double> wide(-708, 0), narrow(-1, 0);
+    double worst = 0, worst_x = 0;
+    for (int i = 0; i < 200000; ++i) {
+      const double x = i % 2 == 0 ? wide(rng) : narrow(rng) * std::ldexp(1.0, -(i % 60));
+      if (x == 0) continue;
+      const double values[2] = {0, x};
+      SoftmaxRowStats st;
+      SoftmaxRowSimd(v1::DTYPE_FLOAT64, reinterpret_cast<const char*>(values), 2, 1.0, -1,
+                     &st);
+      const long double expected = std::exp(static_cast<long double>(x));
+      const double error = static_cast<double>(std::abs((st.rest - expected) / expected));
+      if (error > worst) worst = error, worst_x = x;
+    }
+    EXPECT_LE(worst, 3e-13) << hwy::TargetName(target) << " at x = " << worst_x;
+  }
+}
+
+// The Platt sums against long double, term by term.
+void CheckPlatt(const Row& row, const std::vector<int32_t>& targets, double a, double b,
+                const std::string& where) {
+  PlattDerivatives got;
+  PlattSpanSimd(row.dtype, row.bytes.data(), targets.data(), targets.size(), a, b, &got);
+  long double value = 0, ga = 0, gb = 0, haa = 0, hab = 0, hbb = 0;
+  long double abs_value = 0, abs_ga = 0, abs_gb = 0, abs_haa = 0, abs_hab = 0;
+  for (size_t k = 0; k < targets.size(); ++k) {
+    const long double z = row.z[k];
+    if (targets[k] < 0 || std::isinf(z)) continue;
+    const long double x = a * z + b, y = targets[k];
+    // p and 1 - p each from e^-|x|, so that neither loses digits near 0 or 1.
+    const long double e = std::exp(-std::abs(x));
+    const long double p = x >= 0 ? 1 / (1 + e) : e / (1 + e);
+    const long double q = x >= 0 ? e / (1 + e) : 1 / (1 + e);
+    const long double w = e / ((1 + e) * (1 + e));
+    const long double loss = std::max(x, 0.0L) - x * y + std::log1p(e);
+    const long double residual = y == 1 ? -q : p;
+    value += loss, ga += residual * z, gb += residual;
+    haa += w * z * z, hab += w * z, hbb += w;
+    // Signed sums are checked against the sum of their terms' sizes.
+    abs_value += loss, abs_ga += std::abs(residual * z), abs_gb += std::abs(residual);
+    abs_haa += w * z * z, abs_hab += std::abs(w * z);
+  }
+  const double tol = Tolerance(static_cast<uint32_t>(targets.size()));
+  EXPECT_LE(std::abs(got.value - value), tol * abs_value + 1e-300) << where << " value";
+  EXPECT_LE(std::abs(got.ga - ga), tol * abs_ga + 1e-300) << where << " ga";
+  EXPECT_LE(std::abs(got.gb - gb), tol * abs_gb + 1e-300) << where << " gb";
+  EXPECT_LE(std::abs(got.haa - haa), tol * abs_haa + 1e-300) << where << " haa";
+  EXPECT_LE(std::abs(got.hab - hab), tol * abs_hab + 1e-300) << where << " hab";
+  EXPECT_LE(std::abs(got.hbb - hbb), tol * hbb + 1e-300) << where << " hbb";
+}
+
+TEST(RowKernelTest, PlattSumsMatchLongDoubleOnEveryTarget) {
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    TargetScope scope(target);
+    std::mt19937_64 rng(5);
+    for (uint32_t n : {1u, 2u, 3u, 5u, 8u, 13u, 17u, 1000u}) {
+      for (v1::DType dtype : kDTypes) {
+        for (int kind = 0; kind < 3; ++kind) {
+          std::normal_distribution<double> normal(0, 3);
+          std::vector<double> values(n);
+          std::vector<int32_t> targets(n);
+          for (uint32_t k = 0; k < n; ++k) {
+            values[k] = normal(rng) * (kind == 1 ? 400 : 1);  // kind 1: far past exp
+            targets[k] = static_cast<int32_t>(rng() % 3) - 1;  // -1: ignored
+          }
+          if (kind == 2) {  // infinite logits are skipped, whatever their target
+            values[rng() % n] = std::numeric_limits<double>::infinity();
+            values[rng() % n] = -std::numeric_limits<double>::infinity();
+          }
+          const Row row = Encode(dtype, values);
+          const std::string where = std::string(hwy::TargetName(target)) +
+                                    " n=" + std::to_string(n) + " dtype=" +
+                                    std::to_string(dtype) + " kind=" + std::to_string(kind);
+          CheckPlatt(row, targets, 1.0, 0.0, where);
+          CheckPlatt(row, targets, -2.5, 0.7, where + " a=-2.5 b=0.7");
+          CheckPlatt(row, targets, 1e3, -4.0, where + " a=1e3 b=-4");
         }
       }
     }
