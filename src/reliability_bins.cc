@@ -1,7 +1,10 @@
 #include "src/reliability_bins.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <cstring>
+#include <utility>
 
 #include "boost/math/policies/policy.hpp"
 #include "boost/math/special_functions/beta.hpp"
@@ -113,13 +116,65 @@ void AppendEqualWidthBins(absl::Span<const BinSums> bins, double level,
   }
 }
 
+namespace {
+
+// A key whose unsigned order is the double order, with -0 and +0 equal.
+uint64_t SortKey(double x) {
+  uint64_t bits;
+  const double canonical = x + 0.0;  // -0 + 0 = +0
+  std::memcpy(&bits, &canonical, sizeof(bits));
+  return (bits >> 63) != 0 ? ~bits : bits | (uint64_t{1} << 63);
+}
+
+// Sorts by confidence, stably: the order of std::stable_sort, in O(N). Equal-mass bins
+// sort every sample of the evaluation on one thread, where std::stable_sort's
+// N log N comparisons took longer than the parallel row pass that made them. LSD radix
+// on 11-bit digits, skipping the digits all keys share (most of the exponent's, for
+// confidences in [0, 1]); `buffer` is the second half of the store's 2N reservation.
+void SortByConfidence(std::vector<ConfidenceSample>& samples) {
+  constexpr size_t kSmall = 2048;
+  if (samples.size() < kSmall) {
+    std::stable_sort(samples.begin(), samples.end(),
+                     [](const ConfidenceSample& a, const ConfidenceSample& b) {
+                       return a.confidence < b.confidence;
+                     });
+    return;
+  }
+  constexpr int kDigitBits = 11;
+  constexpr int kPasses = (64 + kDigitBits - 1) / kDigitBits;
+  constexpr size_t kBuckets = size_t{1} << kDigitBits;
+  auto digit = [](uint64_t key, int pass) {
+    return static_cast<size_t>((key >> (pass * kDigitBits)) & (kBuckets - 1));
+  };
+  std::vector<std::array<size_t, kBuckets>> counts(kPasses);
+  for (auto& c : counts) c.fill(0);
+  for (const ConfidenceSample& s : samples) {
+    const uint64_t key = SortKey(s.confidence);
+    for (int pass = 0; pass < kPasses; ++pass) ++counts[pass][digit(key, pass)];
+  }
+  std::vector<ConfidenceSample> buffer(samples.size());
+  ConfidenceSample* from = samples.data();
+  ConfidenceSample* to = buffer.data();
+  const uint64_t first_key = SortKey(samples[0].confidence);
+  for (int pass = 0; pass < kPasses; ++pass) {
+    std::array<size_t, kBuckets>& next = counts[pass];
+    if (next[digit(first_key, pass)] == samples.size()) continue;  // one digit for all
+    size_t offset = 0;
+    for (size_t& c : next) offset += std::exchange(c, offset);
+    for (size_t i = 0; i < samples.size(); ++i) {
+      to[next[digit(SortKey(from[i].confidence), pass)]++] = from[i];
+    }
+    std::swap(from, to);
+  }
+  if (from != samples.data()) std::copy(from, from + samples.size(), samples.data());
+}
+
+}  // namespace
+
 CalibrationErrors AppendEqualMassBins(
     std::vector<ConfidenceSample>& samples, uint32_t num_bins, double level,
     google::protobuf::RepeatedPtrField<v1::ReliabilityBin>* out) {
-  std::stable_sort(samples.begin(), samples.end(),
-                   [](const ConfidenceSample& a, const ConfidenceSample& b) {
-                     return a.confidence < b.confidence;
-                   });
+  SortByConfidence(samples);
   if (num_bins == 0 || samples.empty()) return {};
   const size_t base = samples.size() / num_bins;
   const size_t extra = samples.size() % num_bins;

@@ -412,7 +412,8 @@ void PlattSpanT(const char* logits, const int32_t* targets, uint64_t n, double a
     const V prob = hn::IfThenElse(up, inv, small);
     const V complement = hn::IfThenElse(up, small, inv);
     // max(x, 0) - x y, written so that an infinite x with a matching target gives 0.
-    const V margin = hn::IfThenElse(positive, hn::Max(hn::Neg(x), zero), hn::Max(x, zero));
+    const V margin =
+        hn::IfThenElse(positive, hn::Max(hn::Neg(x), zero), hn::Max(x, zero));
     value = hn::Add(value, hn::IfThenElseZero(valid, hn::Add(margin, hn::Log1p(d, e))));
     const V residual =
         hn::IfThenElseZero(valid, hn::IfThenElse(positive, hn::Neg(complement), prob));

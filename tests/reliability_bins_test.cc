@@ -464,6 +464,27 @@ TEST(AppendEqualMassBinsTest, TiesKeepArrivalOrder) {
   }
 }
 
+TEST(AppendEqualMassBinsTest, LargeInputsSortLikeStableSort) {
+  // Past the small-input cutoff the sort is a radix sort: the same order, ties in arrival
+  // order, over confidences spanning many binades, exact ties, 0 and 1.
+  std::mt19937_64 rng(17);
+  std::uniform_real_distribution<double> unit(0, 1);
+  std::bernoulli_distribution coin(0.5);
+  for (size_t n : {size_t{2048}, size_t{100003}}) {
+    std::vector<ConfidenceSample> samples(n);
+    for (ConfidenceSample& s : samples) {
+      const double u = unit(rng);
+      s.confidence = u < 0.3    ? std::ldexp(unit(rng), -static_cast<int>(rng() % 60))
+                     : u < 0.6  ? 0.5 + 0.125 * static_cast<double>(rng() % 4)
+                     : u < 0.65 ? (coin(rng) ? 0.0 : 1.0)
+                                : unit(rng);
+      s.correct = coin(rng) ? 1 : 0;
+    }
+    for (uint32_t num_bins : {1u, 15u, 100u})
+      ExpectEqualMassMatchesReference(samples, num_bins, 0.95);
+  }
+}
+
 TEST(AppendEqualMassBinsTest, HandCheckedSplit) {
   // Sorted: 0.1(1) 0.2(0) 0.3(0) 0.4(1) 0.6(1) 0.8(1) 0.9(0); N = 7, M = 3 -> 3, 2, 2.
   std::vector<ConfidenceSample> samples = {{0.9, 0}, {0.3, 0}, {0.1, 1}, {0.6, 1},

@@ -65,13 +65,15 @@ Row Encode(v1::DType dtype, const std::vector<double>& values) {
   return row;
 }
 
-void ExpectNear(double actual, long double expected, double rel, const std::string& what) {
+void ExpectNear(double actual, long double expected, double rel,
+                const std::string& what) {
   EXPECT_LE(std::abs(actual - expected), rel * std::abs(expected) + 1e-300)
       << what << ": got " << actual << ", expected " << static_cast<double>(expected);
 }
 
 // A sum of c same-signed terms: each within 6e-13 (e^2 doubles exp's 3e-13), and summing
-// in double adds at most (c - 1) rounding errors of 2^-53 (the fallback sums in one lane).
+// in double adds at most (c - 1) rounding errors of 2^-53 (the fallback sums in one
+// lane).
 double Tolerance(uint32_t c) { return 6e-13 + c * 0x1p-53; }
 
 void CheckSoftmax(const Row& row, double scale, int32_t label, const std::string& where) {
@@ -257,7 +259,7 @@ TEST(RowKernelTest, PlattSumsMatchLongDoubleOnEveryTarget) {
           std::vector<double> values(n);
           std::vector<int32_t> targets(n);
           for (uint32_t k = 0; k < n; ++k) {
-            values[k] = normal(rng) * (kind == 1 ? 400 : 1);  // kind 1: far past exp
+            values[k] = normal(rng) * (kind == 1 ? 400 : 1);   // kind 1: far past exp
             targets[k] = static_cast<int32_t>(rng() % 3) - 1;  // -1: ignored
           }
           if (kind == 2) {  // infinite logits are skipped, whatever their target
@@ -265,9 +267,9 @@ TEST(RowKernelTest, PlattSumsMatchLongDoubleOnEveryTarget) {
             values[rng() % n] = -std::numeric_limits<double>::infinity();
           }
           const Row row = Encode(dtype, values);
-          const std::string where = std::string(hwy::TargetName(target)) +
-                                    " n=" + std::to_string(n) + " dtype=" +
-                                    std::to_string(dtype) + " kind=" + std::to_string(kind);
+          const std::string where =
+              std::string(hwy::TargetName(target)) + " n=" + std::to_string(n) +
+              " dtype=" + std::to_string(dtype) + " kind=" + std::to_string(kind);
           CheckPlatt(row, targets, 1.0, 0.0, where);
           CheckPlatt(row, targets, -2.5, 0.7, where + " a=-2.5 b=0.7");
           CheckPlatt(row, targets, 1e3, -4.0, where + " a=1e3 b=-4");
