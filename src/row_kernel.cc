@@ -338,8 +338,17 @@ NllDerivatives RowKernel::TemperatureTerms(const RowSource& src, uint64_t begin,
                                            uint64_t end, double beta) const {
   const uint32_t c = options_.num_classes;
   const uint32_t per_row = options_.samples_per_row();
-  std::vector<double> z(c), e(c);
   NllDerivatives out;
+  if (options_.sigmoid() && options_.input_kind == v1::INPUT_KIND_LOGITS) {
+    // The sigmoid NLL of beta z is Platt's BCE at (a, b) = (beta, 0): its value, d/da
+    // and d2/da2 are the value, d1 and d2 here.
+    const size_t row_bytes = size_t{c} * DTypeSize(src.dtype);
+    PlattDerivatives platt;
+    PlattSpanSimd(src.dtype, src.logits + begin * row_bytes, src.labels + begin * c,
+                  (end - begin) * c, beta, 0, &platt);
+    return {platt.value, platt.ga, platt.haa};
+  }
+  std::vector<double> z(c), e(c);
   if (Vectorised()) {
     const size_t row_bytes = size_t{c} * DTypeSize(src.dtype);
     for (uint64_t r = begin; r < end; ++r) {

@@ -1,9 +1,9 @@
 // RowKernel: the per-row arithmetic of metrics.md over a run of rows — validation of
 // every logit, the input-kind transform, softmax / sigmoid with log-sum-exp in double,
 // confidence, correctness, NLL, Brier, entropy, top-k rank and bins — and the per-row
-// terms of the temperature and Platt fits. SOFTMAX over LOGITS (without classwise bins),
-// its temperature terms and the Platt terms of LOGITS run the vectorised passes of
-// row_simd.h; the rest keeps the scalar double path. Const after construction: one
+// terms of the temperature and Platt fits. SOFTMAX over LOGITS (without classwise bins)
+// and the fits' terms over LOGITS run the vectorised passes of row_simd.h; the rest
+// keeps the scalar double path. Const after construction: one
 // RowKernel may serve many threads, each on its own rows and its own Sums.
 #ifndef CALIB_SRC_ROW_KERNEL_H_
 #define CALIB_SRC_ROW_KERNEL_H_
