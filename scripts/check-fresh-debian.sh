@@ -10,6 +10,9 @@ what="${2:-both}"
 
 [ -x "$dir/bin/bash" ] || debootstrap --variant=minbase bookworm "$dir"
 cp /etc/resolv.conf "$dir/etc/resolv.conf"
+# An installed Debian has /etc/hosts (the installer writes it; containers get one); a
+# debootstrap tree does not, and without it "localhost" goes to DNS.
+[ -f "$dir/etc/hosts" ] || printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > "$dir/etc/hosts"
 rm -rf "$dir/root/calib" "$dir/root/shared"
 mkdir -p "$dir/root/calib"
 # What is committed, as a clone would have it.
