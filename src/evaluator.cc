@@ -301,6 +301,14 @@ absl::StatusOr<v1::Report> EvaluatorImpl::FinishImpl() {
           fit_store_->samples(), " of the ", sums.samples,
           " samples; fit_samples), drawn with the config's seed"));
     }
+    // The raw pass computed the fit's first step over every sample; with every row kept
+    // that is the step the fit would take first.
+    std::optional<NllDerivatives> at_one;
+    if (kernel_.Vectorised() && !fit_store_->sampled() &&
+        fit_store_->samples() == sums.samples) {
+      at_one =
+          NllDerivatives{sums.nll / n, sums.temperature_d1 / n, sums.temperature_d2 / n};
+    }
     const TemperatureFitResult fit = FitTemperature([&](double beta) {
       // A cancelled pass ends at once; its figures are never used.
       if (IsCancelled()) return NllDerivatives{};

@@ -171,13 +171,15 @@ absl::Status RowKernel::AccumulateSoftmax(const RowSource& src, uint64_t begin,
   const uint32_t c = options_.num_classes;
   const size_t row_bytes = size_t{c} * DTypeSize(src.dtype);
   std::vector<double> z;  // a widened row, for the rare cases that need one
+  // The raw pass also takes the temperature fit's first step (TemperatureTerms at 1).
+  const bool first_fit_step = options_.fit_temperature && scale == 1;
   for (uint64_t r = begin; r < end; ++r) {
     const char* row = src.logits + r * row_bytes;
     const int32_t label = src.labels[r];
     const bool ignored = label == kIgnoredLabel;
     SoftmaxRowStats st;
     SoftmaxRowSimd(src.dtype, row, c, scale, ignored || sums->top_k.empty() ? -1 : label,
-                   &st);
+                   &st, first_fit_step);
     if (!st.finite) {
       // The scalar load finds the first bad value and words the message.
       z.resize(c);
@@ -204,6 +206,11 @@ absl::Status RowKernel::AccumulateSoftmax(const RowSource& src, uint64_t begin,
     sums->brier += brier;
     sums->confidence += confidence;
     sums->entropy += log_sum - st.sum_ed / sum_exp;
+    if (first_fit_step) {  // as TemperatureTerms computes them
+      const double mean = st.sum_ed / sum_exp;
+      sums->temperature_d1 += mean - d_label;
+      sums->temperature_d2 += std::max(0.0, st.sum_ed2 / sum_exp - mean * mean);
+    }
     if (!sums->top_k.empty()) {
       uint32_t rank = st.above;
       if (st.level > 1) {  // ties with the label's logit: those before it rank above

@@ -65,13 +65,15 @@ class RowKernel {
   PlattDerivatives PlattTerms(const RowSource& src, uint64_t begin, uint64_t end,
                               double a, double b) const;
 
+  // SOFTMAX over LOGITS without classwise bins: the vectorised pass (row_simd.h), whose
+  // raw pass (scale 1) also fills Sums::temperature_d1/d2 when fit_temperature is set.
+  bool Vectorised() const;
+
  private:
   // Loads row r of src into z, transformed by the input kind. On a bad value returns
   // its message (naming global row, column and value).
   std::optional<std::string> LoadRow(const RowSource& src, uint64_t r, double* z) const;
 
-  // SOFTMAX over LOGITS without classwise bins: the vectorised pass (row_simd.h).
-  bool Vectorised() const;
   absl::Status AccumulateSoftmax(const RowSource& src, uint64_t begin, uint64_t end,
                                  double scale, Sums* sums, SampleSink sink) const;
 

@@ -194,8 +194,9 @@ HWY_INLINE void MaxMin(D d, const typename Src::Raw* p, uint32_t c,
 }
 
 // The softmax pass. kBounded: some scaled gap may pass kMinExpArg, so those lanes are
-// dropped (their e is below 1e-37 of the sum) and clamped; kScaled: scale != 1.
-template <class Src, bool kBounded, bool kScaled, bool kRank>
+// dropped (their e is below 1e-37 of the sum) and clamped; kScaled: scale != 1;
+// kMoment2: sum_ed2 too.
+template <class Src, bool kBounded, bool kScaled, bool kRank, bool kMoment2>
 HWY_NOINLINE void SoftmaxPass(const typename Src::Raw* p, uint32_t c,
                               typename Src::Lane m, double scale,
                               typename Src::Lane z_label, SoftmaxRowStats* out) {
@@ -207,7 +208,7 @@ HWY_NOINLINE void SoftmaxPass(const typename Src::Raw* p, uint32_t c,
   const V min_arg = hn::Set(d, kMinExpArg);
   const V scale_v = hn::Set(d, scale);
   const V zl = hn::Set(d, z_label);
-  V rest = zero, sq = zero, ed = zero;
+  V rest = zero, sq = zero, ed = zero, ed2 = zero;
   bool bad = false;
   uint32_t ties = 0, argmax = 0, above = 0, level = 0;
 
@@ -245,6 +246,8 @@ HWY_NOINLINE void SoftmaxPass(const typename Src::Raw* p, uint32_t c,
     const V e = hn::IfThenElseZero(keep, ExpNonPositive(d, arg));
     sq = hn::MulAdd(e, e, sq);
     ed = hn::MulAdd(e, arg, ed);
+    // Apart from ed, not instead of it: sum_ed keeps the same bits either way.
+    if constexpr (kMoment2) ed2 = hn::MulAdd(hn::Mul(e, arg), arg, ed2);
     return e;
   };
 
@@ -268,23 +271,36 @@ HWY_NOINLINE void SoftmaxPass(const typename Src::Raw* p, uint32_t c,
   out->rest = hn::GetLane(hn::SumOfLanes(d, rest));
   out->rest_sq = hn::GetLane(hn::SumOfLanes(d, sq));
   out->sum_ed = hn::GetLane(hn::SumOfLanes(d, ed));
+  if constexpr (kMoment2) out->sum_ed2 = hn::GetLane(hn::SumOfLanes(d, ed2));
   out->above = above;
   out->level = level;
 }
 
-template <class Src, bool kBounded, bool kScaled>
+template <class Src, bool kBounded, bool kScaled, bool kMoment2>
 void SoftmaxPassRank(const typename Src::Raw* p, uint32_t c, typename Src::Lane m,
                      double scale, int32_t label, SoftmaxRowStats* out) {
   if (label >= 0) {
-    SoftmaxPass<Src, kBounded, kScaled, true>(p, c, m, scale, Src::Scalar(p + label),
-                                              out);
+    SoftmaxPass<Src, kBounded, kScaled, true, kMoment2>(p, c, m, scale,
+                                                        Src::Scalar(p + label), out);
   } else {
-    SoftmaxPass<Src, kBounded, kScaled, false>(p, c, m, scale, 0, out);
+    SoftmaxPass<Src, kBounded, kScaled, false, kMoment2>(p, c, m, scale, 0, out);
+  }
+}
+
+template <class Src, bool kBounded>
+void SoftmaxPassScaled(const typename Src::Raw* p, uint32_t c, typename Src::Lane m,
+                       double scale, int32_t label, bool moment2, SoftmaxRowStats* out) {
+  if (scale != 1) {
+    SoftmaxPassRank<Src, kBounded, true, false>(p, c, m, scale, label, out);
+  } else if (moment2) {
+    SoftmaxPassRank<Src, kBounded, false, true>(p, c, m, scale, label, out);
+  } else {
+    SoftmaxPassRank<Src, kBounded, false, false>(p, c, m, scale, label, out);
   }
 }
 
 template <class Src>
-void SoftmaxRowT(const char* row, uint32_t c, double scale, int32_t label,
+void SoftmaxRowT(const char* row, uint32_t c, double scale, int32_t label, bool moment2,
                  SoftmaxRowStats* out) {
   using T = typename Src::Lane;
   const hn::ScalableTag<T> d;
@@ -297,13 +313,10 @@ void SoftmaxRowT(const char* row, uint32_t c, double scale, int32_t label,
     out->finite = false;
     return;
   }
-  const bool bounded = (static_cast<double>(m) - mn) * scale > kUnboundedRange;
-  if (scale == 1) {
-    bounded ? SoftmaxPassRank<Src, true, false>(p, c, m, scale, label, out)
-            : SoftmaxPassRank<Src, false, false>(p, c, m, scale, label, out);
+  if ((static_cast<double>(m) - mn) * scale > kUnboundedRange) {
+    SoftmaxPassScaled<Src, true>(p, c, m, scale, label, moment2, out);
   } else {
-    bounded ? SoftmaxPassRank<Src, true, true>(p, c, m, scale, label, out)
-            : SoftmaxPassRank<Src, false, true>(p, c, m, scale, label, out);
+    SoftmaxPassScaled<Src, false>(p, c, m, scale, label, moment2, out);
   }
 }
 
@@ -448,16 +461,16 @@ void PlattSpanT(const char* logits, const int32_t* targets, uint64_t n, double a
 
 // The per-target entry points that row_simd.cc exports.
 void SoftmaxRowTarget(v1::DType dtype, const char* row, uint32_t c, double scale,
-                      int32_t label, SoftmaxRowStats* out) {
+                      int32_t label, bool moment2, SoftmaxRowStats* out) {
   switch (dtype) {
     case v1::DTYPE_FLOAT64:
-      return SoftmaxRowT<SrcF64>(row, c, scale, label, out);
+      return SoftmaxRowT<SrcF64>(row, c, scale, label, moment2, out);
     case v1::DTYPE_FLOAT16:
-      return SoftmaxRowT<SrcF16>(row, c, scale, label, out);
+      return SoftmaxRowT<SrcF16>(row, c, scale, label, moment2, out);
     case v1::DTYPE_BFLOAT16:
-      return SoftmaxRowT<SrcBF16>(row, c, scale, label, out);
+      return SoftmaxRowT<SrcBF16>(row, c, scale, label, moment2, out);
     default:
-      return SoftmaxRowT<SrcF32>(row, c, scale, label, out);
+      return SoftmaxRowT<SrcF32>(row, c, scale, label, moment2, out);
   }
 }
 

@@ -25,15 +25,17 @@ struct SoftmaxRowStats {
   double rest = 0;      // sum of e_k over z_k < m
   double rest_sq = 0;   // sum of e_k^2 over z_k < m
   double sum_ed = 0;    // sum of e_k * scale * (z_k - m)
+  double sum_ed2 = 0;   // sum of e_k * (scale * (z_k - m))^2, when asked for (moment2)
   // With a label l (rank requested): how many values exceed z_l and equal z_l.
   uint32_t above = 0;
   uint32_t level = 0;
 };
 
 // `row` points to num_classes values of `dtype` (float32, float64, float16, bfloat16),
-// any alignment. `label` < 0: no rank counts. scale > 0.
+// any alignment. `label` < 0: no rank counts. scale > 0. `moment2` fills sum_ed2 when
+// scale == 1 (the raw pass, whose sums give the temperature fit its first step).
 void SoftmaxRowSimd(v1::DType dtype, const char* row, uint32_t num_classes, double scale,
-                    int32_t label, SoftmaxRowStats* out);
+                    int32_t label, SoftmaxRowStats* out, bool moment2 = false);
 
 // The temperature fit's moments of one (finite) row at beta: with z' = z - max z and
 // e_k = exp(beta z'_k), sum e = ties + rest as above, and sum_ez = sum e z',

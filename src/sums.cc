@@ -9,6 +9,8 @@ void Sums::Merge(const Sums& o) {
   brier += o.brier;
   confidence += o.confidence;
   entropy += o.entropy;
+  temperature_d1 += o.temperature_d1;
+  temperature_d2 += o.temperature_d2;
   for (size_t i = 0; i < top_k.size(); ++i) top_k[i] += o.top_k[i];
   for (size_t i = 0; i < bins.size(); ++i) bins[i].Merge(o.bins[i]);
   for (size_t i = 0; i < class_bins.size(); ++i) class_bins[i].Merge(o.class_bins[i]);

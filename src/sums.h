@@ -20,6 +20,10 @@ struct Sums {
   double brier = 0;
   double confidence = 0;  // the mean_confidence numerator (SIGMOID: p)
   double entropy = 0;
+  // The temperature fit's d1 and d2 at beta = 1 (temperature_fit.h), summed: filled by
+  // the vectorised SOFTMAX raw pass when fit_temperature is set (nll is the value).
+  double temperature_d1 = 0;
+  double temperature_d2 = 0;
   std::vector<uint64_t> top_k;      // one count per Options::top_k
   std::vector<BinSums> bins;        // num_bins equal-width bins
   std::vector<BinSums> class_bins;  // classwise: num_classes x num_bins, class-major

@@ -59,7 +59,8 @@ bool Converged(double step, double previous_step) {
 }  // namespace
 
 TemperatureFitResult FitTemperature(
-    const std::function<NllDerivatives(double beta)>& eval) {
+    const std::function<NllDerivatives(double beta)>& eval,
+    std::optional<NllDerivatives> at_one) {
   using End = TemperatureFitResult::End;
   const double u_min = std::log(1 / kMaxTemperature);
   const double u_max = std::log(1 / kMinTemperature);
@@ -86,7 +87,8 @@ TemperatureFitResult FitTemperature(
   };
 
   double u = 0;
-  NllDerivatives d = evaluate(u);
+  NllDerivatives d = at_one ? *at_one : evaluate(u);
+  if (at_one) ++result.iterations;
   if (Saturated(d) && d.value >= kSharpValue) {
     // Flat rows look the same at every beta; rows sharp on their label do not at the
     // small end, where every distribution is spread out.

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 
 namespace calib {
 
@@ -33,8 +34,12 @@ struct TemperatureFitResult {
   End end = End::kInside;
 };
 
+// `at_one`, when given, is what eval(1) would return (the raw metrics' pass computed it
+// alongside): the fit starts from it instead of calling eval(1), and counts it among
+// the iterations all the same.
 TemperatureFitResult FitTemperature(
-    const std::function<NllDerivatives(double beta)>& eval);
+    const std::function<NllDerivatives(double beta)>& eval,
+    std::optional<NllDerivatives> at_one = std::nullopt);
 
 }  // namespace calib
 

@@ -323,6 +323,24 @@ TEST(EvaluatorTest, TemperatureKeepsAccuracyAndRecomputesEverything) {
   }
 }
 
+TEST(EvaluatorTest, TemperatureFromTheRawPassesFirstStepMatchesTheFitsOwn) {
+  // With every row kept, the vectorised raw pass supplies the fit's first step. The
+  // scalar path (classwise bins turn the vectorised one off) computes that step in a
+  // fit pass of its own: both must reach the same T by the same steps.
+  const Data d = RandomSoftmax(2500, 7, 3.0, 12);
+  v1::EvaluationConfig config = SoftmaxConfig(7);
+  config.set_fit_temperature(true);
+  auto vectorised = Evaluate(config, d);
+  config.set_classwise(true);
+  auto scalar = Evaluate(config, d);
+  ASSERT_TRUE(vectorised.ok() && scalar.ok());
+  const v1::TemperatureScaling &a = vectorised->temperature_scaling(),
+                               &b = scalar->temperature_scaling();
+  EXPECT_EQ(a.iterations(), b.iterations());
+  EXPECT_NEAR(a.temperature(), b.temperature(), 1e-12 * b.temperature());
+  EXPECT_NEAR(a.calibrated().nll(), b.calibrated().nll(), 1e-13);
+}
+
 TEST(EvaluatorTest, IgnoreIndexSkipsRowsAndCountsThem) {
   Data d = RandomSoftmax(100, 3, 1.0, 7);
   for (uint64_t r = 0; r < 100; r += 4) d.labels[r] = -100;

@@ -80,12 +80,14 @@ void CheckSoftmax(const Row& row, double scale, int32_t label, const std::string
   const auto& z = row.z;
   const uint32_t c = static_cast<uint32_t>(z.size());
   SoftmaxRowStats st;
-  SoftmaxRowSimd(row.dtype, row.bytes.data(), c, scale, label, &st);
+  // The second moment is asked for (and checked) in the unscaled pass only.
+  const bool moment2 = scale == 1;
+  SoftmaxRowSimd(row.dtype, row.bytes.data(), c, scale, label, &st, moment2);
   ASSERT_TRUE(st.finite) << where;
   const double m = *std::max_element(z.begin(), z.end());
   const uint32_t argmax =
       static_cast<uint32_t>(std::max_element(z.begin(), z.end()) - z.begin());
-  long double rest = 0, rest_sq = 0, sum_ed = 0;
+  long double rest = 0, rest_sq = 0, sum_ed = 0, sum_ed2 = 0;
   uint32_t ties = 0, above = 0, level = 0;
   for (uint32_t k = 0; k < c; ++k) {
     const long double d = scale * (z[k] - m);
@@ -96,6 +98,7 @@ void CheckSoftmax(const Row& row, double scale, int32_t label, const std::string
       rest += e;
       rest_sq += e * e;
       sum_ed += e * d;
+      sum_ed2 += e * d * d;
     }
     if (label >= 0) {
       above += z[k] > z[label];
@@ -109,6 +112,7 @@ void CheckSoftmax(const Row& row, double scale, int32_t label, const std::string
   ExpectNear(st.rest, rest, Tolerance(c), where + " rest");
   ExpectNear(st.rest_sq, rest_sq, Tolerance(c), where + " rest_sq");
   ExpectNear(st.sum_ed, sum_ed, Tolerance(c), where + " sum_ed");
+  if (moment2) ExpectNear(st.sum_ed2, sum_ed2, Tolerance(c), where + " sum_ed2");
   if (label >= 0) {
     EXPECT_EQ(st.above, above) << where;
     EXPECT_EQ(st.level, level) << where;

@@ -148,6 +148,27 @@ TEST(FitTemperatureTest, OverconfidentModel) {
   EXPECT_LE(got.calls, 10u);
 }
 
+TEST(FitTemperatureTest, AGivenFirstStepSavesOneCallAndChangesNothing) {
+  // The evaluator hands over eval(1) from its raw pass: the fit must go exactly as if it
+  // had called eval(1) itself, one call fewer, counting the same iterations.
+  for (double t : {2.5, 0.3, 1.0}) {
+    const SoftmaxData data = MakeScaledRows(8, 400, 6, t);
+    const Counted own = Fit(data);
+    uint32_t calls = 0;
+    const TemperatureFitResult given = FitTemperature(
+        [&](double beta) {
+          ++calls;
+          EXPECT_NE(beta, 1.0) << "eval(1) was given";
+          return data.Eval(beta);
+        },
+        data.Eval(1));
+    EXPECT_EQ(given.temperature, own.fit.temperature) << "T = " << t;
+    EXPECT_EQ(given.iterations, own.fit.iterations);
+    EXPECT_EQ(given.converged, own.fit.converged);
+    EXPECT_EQ(calls + 1, own.calls);
+  }
+}
+
 TEST(FitTemperatureTest, UnderconfidentModel) {
   const SoftmaxData data = MakeScaledRows(2, 500, 5, 0.3);
   const Counted got = Fit(data);
