@@ -16,8 +16,8 @@ HWY_EXPORT(TargetNameT);
 
 void SoftmaxRowSimd(v1::DType dtype, const char* row, uint32_t num_classes, double scale,
                     int32_t label, SoftmaxRowStats* out, bool moment2) {
-  HWY_DYNAMIC_DISPATCH(SoftmaxRowTarget)(dtype, row, num_classes, scale, label, moment2,
-                                         out);
+  HWY_DYNAMIC_DISPATCH(SoftmaxRowTarget)
+  (dtype, row, num_classes, scale, label, moment2, out);
 }
 
 void TemperatureRowSimd(v1::DType dtype, const char* row, uint32_t num_classes,
