@@ -309,21 +309,23 @@ absl::StatusOr<v1::Report> EvaluatorImpl::FinishImpl() {
       at_one =
           NllDerivatives{sums.nll / n, sums.temperature_d1 / n, sums.temperature_d2 / n};
     }
-    const TemperatureFitResult fit = FitTemperature([&](double beta) {
-      // A cancelled pass ends at once; its figures are never used.
-      if (IsCancelled()) return NllDerivatives{};
-      NllDerivatives d = ReduceBlocks<NllDerivatives>(
-          stored.rows,
-          [&](uint64_t begin, uint64_t end) {
-            return kernel_.TemperatureTerms(stored, begin, end, beta);
-          },
-          [](NllDerivatives& total, const NllDerivatives& part) {
-            total.value += part.value;
-            total.d1 += part.d1;
-            total.d2 += part.d2;
-          });
-      return NllDerivatives{d.value / n, d.d1 / n, d.d2 / n};
-    });
+    const TemperatureFitResult fit = FitTemperature(
+        [&](double beta) {
+          // A cancelled pass ends at once; its figures are never used.
+          if (IsCancelled()) return NllDerivatives{};
+          NllDerivatives d = ReduceBlocks<NllDerivatives>(
+              stored.rows,
+              [&](uint64_t begin, uint64_t end) {
+                return kernel_.TemperatureTerms(stored, begin, end, beta);
+              },
+              [](NllDerivatives& total, const NllDerivatives& part) {
+                total.value += part.value;
+                total.d1 += part.d1;
+                total.d2 += part.d2;
+              });
+          return NllDerivatives{d.value / n, d.d1 / n, d.d2 / n};
+        },
+        at_one);
     v1::TemperatureScaling* ts = report.mutable_temperature_scaling();
     ts->set_temperature(fit.temperature);
     ts->set_iterations(fit.iterations);
