@@ -52,23 +52,27 @@ void WidenRow(v1::DType dtype, const char* p, uint32_t n, double* z) {
   }
 }
 
-double Sigmoid(double x) {
-  if (x >= 0) return 1 / (1 + std::exp(-x));
-  const double e = std::exp(x);
-  return e / (1 + e);
-}
+// What a sigmoid sample needs, from one exp and one log1p: p = sigmoid(x), the binary
+// cross-entropy against y in {0, 1} (stable for any x) and the entropy of Bernoulli(p)
+// in nats, log(1 + e^-|x|) + |x| sigmoid(-|x|). All three share e = exp(-|x|), and
+// each is, bit for bit, what its own textbook form computes.
+struct SigmoidSample {
+  double p;
+  double bce;
+  double entropy;
+};
 
-// Binary cross-entropy of logit x against target y in {0, 1}, stable for any x.
-double Bce(double x, int32_t y) {
-  if (std::isinf(x)) return (x > 0) == (y == 1) ? 0 : kInf;
-  return std::max(x, 0.0) - x * y + std::log1p(std::exp(-std::abs(x)));
-}
-
-// Entropy of Bernoulli(sigmoid(x)) in nats: log(1 + e^-|x|) + |x| sigmoid(-|x|).
-double BinaryEntropy(double x) {
+SigmoidSample SigmoidOf(double x, int32_t y) {
+  if (std::isinf(x)) {
+    const bool up = x > 0;
+    return {up ? 1.0 : 0.0, up == (y == 1) ? 0 : kInf, 0};
+  }
   const double a = std::abs(x);
-  if (std::isinf(a)) return 0;
-  return std::log1p(std::exp(-a)) + a * Sigmoid(-a);
+  const double e = std::exp(-a);
+  const double log_term = std::log1p(e);
+  const double low = e / (1 + e);  // sigmoid(-|x|)
+  return {x >= 0 ? 1 / (1 + e) : low, std::max(x, 0.0) - x * y + log_term,
+          log_term + a * low};
 }
 
 std::string At(uint64_t row, uint32_t column) {
@@ -316,16 +320,17 @@ void RowKernel::AddSigmoidRow(const double* z, const int32_t* targets, Affine af
     const int32_t y = targets[k];
     if (y == kIgnoredLabel) continue;
     const double x = affine.scale * z[k] + affine.shift;
-    const double p = Sigmoid(x);
+    const SigmoidSample sample = SigmoidOf(x, y);
+    const double p = sample.p;
     const bool correct = (x > 0) == (y == 1);
-    const double nll = Bce(x, y);
+    const double nll = sample.bce;
     const double brier = (p - y) * (p - y);
     sums->samples += 1;
     sums->correct += correct;
     sums->nll += nll;
     sums->brier += brier;
     sums->confidence += p;
-    sums->entropy += BinaryEntropy(x);
+    sums->entropy += sample.entropy;
     // Positive-class convention: bin p against y; TOP_LABEL: max(p, 1-p) against
     // correctness (metrics.md).
     const double c = options_.top_label ? std::max(p, 1 - p) : p;
@@ -384,8 +389,9 @@ NllDerivatives RowKernel::TemperatureTerms(const RowSource& src, uint64_t begin,
         if (y == kIgnoredLabel) continue;
         const double x = beta * z[k];
         if (std::isinf(x) && (x > 0) == (y == 1)) continue;  // certain and right
-        const double p = Sigmoid(x);
-        out.value += Bce(x, y);
+        const SigmoidSample sample = SigmoidOf(x, y);
+        const double p = sample.p;
+        out.value += sample.bce;
         out.d1 += (p - y) * z[k];
         out.d2 += p * (1 - p) * z[k] * z[k];
       }
@@ -435,9 +441,10 @@ PlattDerivatives RowKernel::PlattTerms(const RowSource& src, uint64_t begin, uin
       const int32_t y = targets[k];
       if (y == kIgnoredLabel || std::isinf(z[k])) continue;
       const double x = a * z[k] + b;
-      const double p = Sigmoid(x);
+      const SigmoidSample sample = SigmoidOf(x, y);
+      const double p = sample.p;
       const double w = p * (1 - p);
-      out.value += Bce(x, y);
+      out.value += sample.bce;
       out.ga += (p - y) * z[k];
       out.gb += p - y;
       out.haa += w * z[k] * z[k];
