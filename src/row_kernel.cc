@@ -75,6 +75,16 @@ SigmoidSample SigmoidOf(double x, int32_t y) {
           log_term + a * low};
 }
 
+// One row's terms of the temperature fit's d1 and d2 (temperature_fit.h): the mean and
+// variance of z' = z - max z under p, from sum e, sum e z' and sum e z'^2, and the
+// label's gap z_y - max z. The raw pass and the fit's own passes both add them here.
+void AddFitMoments(double sum_exp, double sum_ez, double sum_ez2, double gap, double* d1,
+                   double* d2) {
+  const double mean = sum_ez / sum_exp;
+  *d1 += mean - gap;
+  *d2 += std::max(0.0, sum_ez2 / sum_exp - mean * mean);
+}
+
 std::string At(uint64_t row, uint32_t column) {
   return absl::StrCat("batch.logits at row ", row, ", column ", column);
 }
@@ -210,10 +220,9 @@ absl::Status RowKernel::AccumulateSoftmax(const RowSource& src, uint64_t begin,
     sums->brier += brier;
     sums->confidence += confidence;
     sums->entropy += log_sum - st.sum_ed / sum_exp;
-    if (first_fit_step) {  // as TemperatureTerms computes them
-      const double mean = st.sum_ed / sum_exp;
-      sums->temperature_d1 += mean - d_label;
-      sums->temperature_d2 += std::max(0.0, st.sum_ed2 / sum_exp - mean * mean);
+    if (first_fit_step) {
+      AddFitMoments(sum_exp, st.sum_ed, st.sum_ed2, d_label, &sums->temperature_d1,
+                    &sums->temperature_d2);
     }
     if (!sums->top_k.empty()) {
       uint32_t rank = st.above;
@@ -354,10 +363,7 @@ NllDerivatives RowKernel::TemperatureTerms(const RowSource& src, uint64_t begin,
   if (options_.sigmoid() && options_.input_kind == v1::INPUT_KIND_LOGITS) {
     // The sigmoid NLL of beta z is Platt's BCE at (a, b) = (beta, 0): its value, d/da
     // and d2/da2 are the value, d1 and d2 here.
-    const size_t row_bytes = size_t{c} * DTypeSize(src.dtype);
-    PlattDerivatives platt;
-    PlattSpanSimd(src.dtype, src.logits + begin * row_bytes, src.labels + begin * c,
-                  (end - begin) * c, beta, 0, &platt);
+    const PlattDerivatives platt = PlattTerms(src, begin, end, beta, 0);
     return {platt.value, platt.ga, platt.haa};
   }
   std::vector<double> z(c), e(c);
@@ -372,11 +378,8 @@ NllDerivatives RowKernel::TemperatureTerms(const RowSource& src, uint64_t begin,
       double z_label;
       WidenRow(src.dtype, row + size_t(y) * DTypeSize(src.dtype), 1, &z_label);
       const double gap = z_label - t.max;
-      const double sum_exp = t.ties + t.rest;
-      const double mean = t.sum_ez / sum_exp;
       out.value += std::log1p((t.ties - 1) + t.rest) - beta * gap;
-      out.d1 += mean - gap;
-      out.d2 += std::max(0.0, t.sum_ez2 / sum_exp - mean * mean);
+      AddFitMoments(t.ties + t.rest, t.sum_ez, t.sum_ez2, gap, &out.d1, &out.d2);
     }
     return out;
   }

@@ -61,12 +61,15 @@ struct SrcF64 {
   }
 };
 
-struct SrcF16 {
-  using Raw = hwy::float16_t;
+// float16 and bfloat16: 16-bit patterns that Highway promotes, and `ToFloat` (tensor.h)
+// decodes one at a time.
+template <class RawT, float (*ToFloat)(uint16_t)>
+struct SrcHalf {
+  using Raw = RawT;
   using Lane = float;
   template <class D>
   static HWY_INLINE hn::Vec<D> Load(D d, const Raw* p) {
-    const hn::Rebind<hwy::float16_t, D> dh;
+    const hn::Rebind<Raw, D> dh;
     return hn::PromoteTo(d, hn::LoadU(dh, p));
   }
   template <class DD>
@@ -76,28 +79,11 @@ struct SrcF16 {
   static float Scalar(const Raw* p) {
     uint16_t h;
     std::memcpy(&h, p, sizeof(h));
-    return HalfToFloat(h);
+    return ToFloat(h);
   }
 };
-
-struct SrcBF16 {
-  using Raw = hwy::bfloat16_t;
-  using Lane = float;
-  template <class D>
-  static HWY_INLINE hn::Vec<D> Load(D d, const Raw* p) {
-    const hn::Rebind<hwy::bfloat16_t, D> dh;
-    return hn::PromoteTo(d, hn::LoadU(dh, p));
-  }
-  template <class DD>
-  static HWY_INLINE hn::Vec<DD> LoadWide(DD dd, const Raw* p) {
-    return hn::PromoteTo(dd, Load(hn::Rebind<float, DD>(), p));
-  }
-  static float Scalar(const Raw* p) {
-    uint16_t h;
-    std::memcpy(&h, p, sizeof(h));
-    return BFloat16ToFloat(h);
-  }
-};
+using SrcF16 = SrcHalf<hwy::float16_t, HalfToFloat>;
+using SrcBF16 = SrcHalf<hwy::bfloat16_t, BFloat16ToFloat>;
 
 // The passes compute in double lanes: float exp's ~1e-7 relative error would break
 // metrics.md's 1e-9 on confidences and bins. ExpNonPositive takes x >= kMinExpArg, where

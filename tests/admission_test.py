@@ -9,7 +9,6 @@ samples exactly.
 Needs CALIBD_BIN and PYTHONPATH=<build>/python (ctest sets both).
 """
 
-import os
 import queue
 import re
 import subprocess
@@ -22,16 +21,10 @@ import numpy as np
 import pytest
 
 from calib_client import stubs
+from calibd_process import required_env
 
 pb = stubs.calibration_pb2
 TIMEOUT_S = 60
-
-
-def required_env(name):
-    value = os.environ.get(name)
-    if not value:
-        pytest.fail(f"{name} is not set: point it at the built binary (ctest sets it)")
-    return value
 
 
 class Calibd:

@@ -101,8 +101,8 @@ class Calibd:
             return "did not exit within the grace period"
 
 
-def reference_report(tmp_path, logits, labels, *flags):
-    """The Report of `calib eval --json` run in-process (no server) on the arrays."""
+def reference_json(tmp_path, logits, labels, *flags):
+    """What `calib eval --json` prints, run in-process (no server) on the arrays."""
     np.save(tmp_path / "logits.npy", logits)
     np.save(tmp_path / "labels.npy", labels)
     env = {k: v for k, v in os.environ.items() if k != "CALIB_SERVER"}
@@ -111,7 +111,12 @@ def reference_report(tmp_path, logits, labels, *flags):
          "--labels", str(tmp_path / "labels.npy"), *flags, "--json", "-"],
         capture_output=True, timeout=CLI_TIMEOUT_S, env=env)
     assert done.returncode == 0, done.stderr.decode(errors="replace")
-    return json_format.Parse(done.stdout, pb.Report())
+    return done.stdout
+
+
+def reference_report(tmp_path, logits, labels, *flags):
+    """The Report of `calib eval --json` run in-process (no server) on the arrays."""
+    return json_format.Parse(reference_json(tmp_path, logits, labels, *flags), pb.Report())
 
 
 def same_report(a, b):

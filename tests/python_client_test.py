@@ -12,7 +12,6 @@ calibd is started by tests/calibd_process.py.
 
 import json
 import math
-import os
 import pathlib
 import re
 import subprocess
@@ -23,7 +22,7 @@ import numpy as np
 import pytest
 
 import calib_client
-from calibd_process import Calibd, required_env
+from calibd_process import Calibd, reference_json
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
@@ -57,15 +56,7 @@ def from_json(value):
 
 def cli_report(tmp_path, logits, labels, *flags):
     """The in-process CLI's report on arrays saved with np.save."""
-    np.save(tmp_path / "logits.npy", logits)
-    np.save(tmp_path / "labels.npy", labels)
-    env = {k: v for k, v in os.environ.items() if k != "CALIB_SERVER"}
-    done = subprocess.run(
-        [required_env("CALIB_BIN"), "eval", "--logits", str(tmp_path / "logits.npy"),
-         "--labels", str(tmp_path / "labels.npy"), *flags, "--json", "-"],
-        capture_output=True, timeout=TIMEOUT_S, env=env)
-    assert done.returncode == 0, done.stderr.decode(errors="replace")
-    return from_json(json.loads(done.stdout))
+    return from_json(json.loads(reference_json(tmp_path, logits, labels, *flags)))
 
 
 def as_dict(report):
