@@ -23,8 +23,8 @@
 namespace calib {
 namespace {
 
-// Bytes per sample of the equal-mass store: the pair, and as much again for the buffer
-// of the stable sort that makes the equal-mass bins at Finish.
+// Bytes per sample of the equal-mass store: the pair, and as much again for what the
+// equal-mass bins may need at Finish (reliability_bins.h).
 constexpr uint64_t kBytesPerSample = 2 * sizeof(ConfidenceSample);
 // Rows reach the accumulator in chunks of about this many logit bytes, and of at least
 // one wave of blocks (BlockAccumulator reduces 2 x max_concurrency blocks at once), so
@@ -138,7 +138,7 @@ absl::Status EvaluatorImpl::EnsureCapacity(std::vector<T>& v, uint64_t size,
   const uint64_t capacity = v.capacity();
   if (size <= capacity) return absl::OkStatus();
   // While the elements are copied the old buffer is alive too, though not what is
-  // reserved beyond sizeof(T) for later (the sort's buffer): from capacity *
+  // reserved beyond sizeof(T) for later (the equal-mass bins'): from capacity *
   // bytes_per_element to target * bytes_per_element + the old buffer, then without it.
   const uint64_t old_bytes = capacity * sizeof(T);
   auto grow_to = [&](uint64_t target) {
@@ -251,7 +251,7 @@ absl::Status EvaluatorImpl::Recompute(Affine affine, v1::Metrics* metrics) {
   CALIB_RETURN_IF_ERROR(Accumulate(again, fit_store_->rows(), affine, /*reserve=*/false));
   if (IsCancelled()) return Cancelled();
   const Sums sums = again.Finish();
-  BuildMetrics(options, sums, again.samples(), metrics);
+  BuildMetrics(options, sums, absl::MakeSpan(again.samples()), metrics);
   return absl::OkStatus();
 }
 
@@ -267,7 +267,8 @@ absl::StatusOr<v1::Report> EvaluatorImpl::FinishImpl() {
                            options_.ignore_index.value_or(0)));
   }
   v1::Report report;
-  BuildMetrics(options_, sums, accumulator_.samples(), report.mutable_metrics());
+  BuildMetrics(options_, sums, absl::MakeSpan(accumulator_.samples()),
+               report.mutable_metrics());
   if (IsCancelled()) return Cancelled();
   report.set_num_ignored(ignored_);
   if (options_.bootstrap_samples > 0) {

@@ -6,7 +6,7 @@
 namespace calib {
 
 void BuildMetrics(const Options& options, const Sums& sums,
-                  std::vector<ConfidenceSample>& samples, v1::Metrics* out) {
+                  absl::Span<ConfidenceSample> samples, v1::Metrics* out) {
   const double n = static_cast<double>(sums.samples);
   out->set_num_samples(sums.samples);
   out->set_accuracy(static_cast<double>(sums.correct) / n);

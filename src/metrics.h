@@ -3,8 +3,7 @@
 #ifndef CALIB_SRC_METRICS_H_
 #define CALIB_SRC_METRICS_H_
 
-#include <vector>
-
+#include "absl/types/span.h"
 #include "calib/v1/calibration.pb.h"
 #include "src/options.h"
 #include "src/reliability_bins.h"
@@ -12,10 +11,10 @@
 
 namespace calib {
 
-// `samples` holds one pair per sample in global order; it is sorted by confidence on
-// return. sums.samples must be > 0.
+// `samples` holds one pair per sample in global order; it may be reordered on return.
+// sums.samples must be > 0.
 void BuildMetrics(const Options& options, const Sums& sums,
-                  std::vector<ConfidenceSample>& samples, v1::Metrics* out);
+                  absl::Span<ConfidenceSample> samples, v1::Metrics* out);
 
 }  // namespace calib
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <utility>
@@ -126,76 +127,172 @@ uint64_t SortKey(double x) {
   return (bits >> 63) != 0 ? ~bits : bits | (uint64_t{1} << 63);
 }
 
-// Sorts by confidence, stably: the order of std::stable_sort, in O(N). Equal-mass bins
-// sort every sample of the evaluation on one thread, where std::stable_sort's
-// N log N comparisons took longer than the parallel row pass that made them. LSD radix
-// on 11-bit digits, skipping the digits all keys share (most of the exponent's, for
-// confidences in [0, 1]); `buffer` is the second half of the store's 2N reservation.
-void SortByConfidence(std::vector<ConfidenceSample>& samples) {
-  constexpr size_t kSmall = 2048;
-  if (samples.size() < kSmall) {
-    std::stable_sort(samples.begin(), samples.end(),
-                     [](const ConfidenceSample& a, const ConfidenceSample& b) {
-                       return a.confidence < b.confidence;
-                     });
+// Insertion sort: stable, and the fastest for the few samples a radix bucket ends with.
+void InsertionSort(ConfidenceSample* a, size_t n) {
+  for (size_t i = 1; i < n; ++i) {
+    const ConfidenceSample x = a[i];
+    size_t j = i;
+    for (; j > 0 && a[j - 1].confidence > x.confidence; --j) a[j] = a[j - 1];
+    a[j] = x;
+  }
+}
+
+// Sorts a[0, n) by confidence, stably (the order of std::stable_sort), with b[0, n) as
+// scratch. Most significant digit first: one stable scatter on the highest bits in which
+// the keys differ, then each bucket in turn, while it is still in cache, on the next
+// bits. Each level takes at least 4 bits off the keys' spread, so at most 16 levels of
+// 32 KiB of counts are on the stack.
+void MsdRadixSort(ConfidenceSample* a, ConfidenceSample* b, size_t n) {
+  constexpr size_t kInsertionMax = 32;
+  constexpr int kMaxDigitBits = 11;
+  if (n <= kInsertionMax) {
+    InsertionSort(a, n);
     return;
   }
-  constexpr int kDigitBits = 11;
-  constexpr int kPasses = (64 + kDigitBits - 1) / kDigitBits;
-  constexpr size_t kBuckets = size_t{1} << kDigitBits;
-  auto digit = [](uint64_t key, int pass) {
-    return static_cast<size_t>((key >> (pass * kDigitBits)) & (kBuckets - 1));
+  uint64_t lo = ~uint64_t{0}, hi = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const uint64_t key = SortKey(a[i].confidence);
+    lo = std::min(lo, key);
+    hi = std::max(hi, key);
+  }
+  if (lo == hi) return;  // all tied: arrival order is the order
+  // About 8 samples a bucket, at most 2048 buckets; the digit's top bit is the highest
+  // bit in which lo and hi differ.
+  const int digit_bits =
+      std::clamp(static_cast<int>(std::bit_width(n)) - 3, 4, kMaxDigitBits);
+  const int shift = std::max(0, static_cast<int>(std::bit_width(lo ^ hi)) - digit_bits);
+  const size_t buckets = size_t{1} << digit_bits;
+  auto digit = [shift, buckets](double confidence) {
+    return static_cast<size_t>(SortKey(confidence) >> shift) & (buckets - 1);
   };
-  std::vector<std::array<size_t, kBuckets>> counts(kPasses);
-  for (auto& c : counts) c.fill(0);
+  std::array<size_t, (size_t{1} << kMaxDigitBits) + 1> start;
+  std::fill_n(start.begin(), buckets + 1, 0);
+  for (size_t i = 0; i < n; ++i) ++start[digit(a[i].confidence) + 1];
+  for (size_t d = 0; d < buckets; ++d) start[d + 1] += start[d];
+  std::array<size_t, size_t{1} << kMaxDigitBits> next;
+  std::copy_n(start.begin(), buckets, next.begin());
+  for (size_t i = 0; i < n; ++i) b[next[digit(a[i].confidence)]++] = a[i];
+  for (size_t d = 0; d < buckets; ++d) {
+    MsdRadixSort(b + start[d], a + start[d], start[d + 1] - start[d]);
+  }
+  std::copy_n(b, n, a);
+}
+
+// numpy.array_split's bins: the first `extra` of `base` + 1 samples, then of `base`.
+struct EqualMassSplit {
+  size_t base;
+  size_t extra;
+
+  EqualMassSplit(size_t n, uint32_t num_bins) : base(n / num_bins), extra(n % num_bins) {}
+  size_t BinOf(size_t rank) const {
+    const size_t big = extra * (base + 1);
+    return rank < big ? rank / (base + 1) : extra + (rank - big) / base;
+  }
+};
+
+// One equal-mass bin's sums and its smallest and largest confidence.
+struct MassBin {
+  BinSums sums;
+  double lower = 0;
+  double upper = 0;
+
+  void Add(const ConfidenceSample& s) {
+    if (sums.count == 0 || s.confidence < lower) lower = s.confidence;
+    if (sums.count == 0 || s.confidence > upper) upper = s.confidence;
+    sums.count += 1;
+    sums.positives += s.correct;
+    sums.sum_confidence += s.confidence;
+  }
+};
+
+// Adds sorted[i] to the bin of rank first + i.
+void AddSorted(absl::Span<const ConfidenceSample> sorted, size_t first,
+               const EqualMassSplit& split, std::vector<MassBin>& bins) {
+  for (size_t i = 0; i < sorted.size(); ++i) bins[split.BinOf(first + i)].Add(sorted[i]);
+}
+
+// The bins of N samples, by selection rather than by sorting all N: a histogram of the
+// highest 11 bits in which the confidences differ gives every bucket its ranks; a bucket
+// whose ranks fall in one bin is added to it in any order, and only the few buckets
+// across a boundary are gathered (stably) and sorted. When those hold more than half
+// the samples (many bins, or ties piled at a boundary) all N are sorted in place instead,
+// with a second N as scratch: the store reserves 2N either way.
+void FillEqualMassBins(absl::Span<ConfidenceSample> samples, const EqualMassSplit& split,
+                       std::vector<MassBin>& bins) {
+  const size_t n = samples.size();
+  auto sort_all = [&] {
+    std::vector<ConfidenceSample> scratch(n);
+    MsdRadixSort(samples.data(), scratch.data(), n);
+    AddSorted(samples, 0, split, bins);
+  };
+  constexpr int kDigitBits = 11;
+  constexpr size_t kBuckets = size_t{1} << kDigitBits;
+  if (n < 4 * kBuckets) return sort_all();
+  uint64_t lo = ~uint64_t{0}, hi = 0;
   for (const ConfidenceSample& s : samples) {
     const uint64_t key = SortKey(s.confidence);
-    for (int pass = 0; pass < kPasses; ++pass) ++counts[pass][digit(key, pass)];
+    lo = std::min(lo, key);
+    hi = std::max(hi, key);
   }
-  std::vector<ConfidenceSample> buffer(samples.size());
-  ConfidenceSample* from = samples.data();
-  ConfidenceSample* to = buffer.data();
-  const uint64_t first_key = SortKey(samples[0].confidence);
-  for (int pass = 0; pass < kPasses; ++pass) {
-    std::array<size_t, kBuckets>& next = counts[pass];
-    if (next[digit(first_key, pass)] == samples.size()) continue;  // one digit for all
-    size_t offset = 0;
-    for (size_t& c : next) offset += std::exchange(c, offset);
-    for (size_t i = 0; i < samples.size(); ++i) {
-      to[next[digit(SortKey(from[i].confidence), pass)]++] = from[i];
+  const int shift = std::max(0, static_cast<int>(std::bit_width(lo ^ hi)) - kDigitBits);
+  auto digit = [shift](double confidence) {
+    return static_cast<size_t>(SortKey(confidence) >> shift) & (kBuckets - 1);
+  };
+  std::vector<size_t> start(kBuckets + 1, 0);
+  for (const ConfidenceSample& s : samples) ++start[digit(s.confidence) + 1];
+  for (size_t d = 0; d < kBuckets; ++d) start[d + 1] += start[d];
+  // Where a boundary-crossing bucket's samples go in `gathered`, kWhole for the others,
+  // and the others' bin.
+  constexpr size_t kWhole = ~size_t{0};
+  std::vector<size_t> slot(kBuckets, kWhole);
+  std::vector<size_t> bin_of(kBuckets, 0);
+  size_t crossing = 0;
+  for (size_t d = 0; d < kBuckets; ++d) {
+    if (start[d + 1] == start[d]) continue;
+    bin_of[d] = split.BinOf(start[d]);
+    if (bin_of[d] != split.BinOf(start[d + 1] - 1)) {
+      slot[d] = crossing;
+      crossing += start[d + 1] - start[d];
     }
-    std::swap(from, to);
   }
-  if (from != samples.data()) std::copy(from, from + samples.size(), samples.data());
+  if (crossing > n / 2) return sort_all();
+  std::vector<ConfidenceSample> gathered(crossing);
+  std::vector<size_t> first_slot(slot);
+  for (const ConfidenceSample& s : samples) {
+    const size_t d = digit(s.confidence);
+    if (slot[d] == kWhole) {
+      bins[bin_of[d]].Add(s);
+    } else {
+      gathered[slot[d]++] = s;
+    }
+  }
+  std::vector<ConfidenceSample> scratch(crossing);
+  for (size_t d = 0; d < kBuckets; ++d) {
+    if (first_slot[d] == kWhole) continue;
+    const size_t size = start[d + 1] - start[d];
+    MsdRadixSort(gathered.data() + first_slot[d], scratch.data() + first_slot[d], size);
+    AddSorted(absl::MakeConstSpan(gathered).subspan(first_slot[d], size), start[d], split,
+              bins);
+  }
 }
 
 }  // namespace
 
 CalibrationErrors AppendEqualMassBins(
-    std::vector<ConfidenceSample>& samples, uint32_t num_bins, double level,
+    absl::Span<ConfidenceSample> samples, uint32_t num_bins, double level,
     google::protobuf::RepeatedPtrField<v1::ReliabilityBin>* out) {
-  SortByConfidence(samples);
   if (num_bins == 0 || samples.empty()) return {};
-  const size_t base = samples.size() / num_bins;
-  const size_t extra = samples.size() % num_bins;
-  std::vector<BinSums> bins;
-  bins.reserve(std::min<size_t>(num_bins, samples.size()));
-  size_t begin = 0;
-  for (uint32_t m = 0; m < num_bins; ++m) {
-    const size_t size = base + (m < extra ? 1 : 0);
-    if (size == 0) break;  // array_split puts the empty bins last.
-    BinSums sums;
-    for (size_t i = begin; i < begin + size; ++i) {
-      sums.count += 1;
-      sums.positives += samples[i].correct;
-      sums.sum_confidence += samples[i].confidence;
-    }
-    AppendBin(sums, samples[begin].confidence, samples[begin + size - 1].confidence,
-              level, out);
-    bins.push_back(sums);
-    begin += size;
+  const EqualMassSplit split(samples.size(), num_bins);
+  // array_split puts the empty bins last, and they are not appended.
+  std::vector<MassBin> bins(std::min<size_t>(num_bins, samples.size()));
+  FillEqualMassBins(samples, split, bins);
+  std::vector<BinSums> sums;
+  sums.reserve(bins.size());
+  for (const MassBin& bin : bins) {
+    AppendBin(bin.sums, bin.lower, bin.upper, level, out);
+    sums.push_back(bin.sums);
   }
-  return ComputeErrors(bins);
+  return ComputeErrors(sums);
 }
 
 }  // namespace calib

@@ -58,12 +58,12 @@ struct ConfidenceSample {
   uint8_t correct;  // 0 or 1
 };
 
-// Equal-mass bins: sorts `samples` by confidence (stable), splits them like
-// numpy.array_split into num_bins bins (only min(N, num_bins) non-empty ones are
-// appended), appends each bin (lower/upper = smallest/largest confidence in it) and
-// returns the errors of these bins (ece is ece_equal_mass). Sorts in place.
+// Equal-mass bins: the bins of numpy.array_split over `samples` stably sorted by
+// confidence (only the min(N, num_bins) non-empty ones are appended), each with
+// lower/upper = its smallest/largest confidence; returns the errors of these bins (ece
+// is ece_equal_mass). May reorder `samples`; needs memory for at most N more samples.
 CalibrationErrors AppendEqualMassBins(
-    std::vector<ConfidenceSample>& samples, uint32_t num_bins, double level,
+    absl::Span<ConfidenceSample> samples, uint32_t num_bins, double level,
     google::protobuf::RepeatedPtrField<v1::ReliabilityBin>* out);
 
 }  // namespace calib
