@@ -1,7 +1,9 @@
 #include "src/labels.h"
 
 #include <cstring>
+#include <optional>
 #include <string>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
 #include "src/tensor.h"
@@ -31,6 +33,39 @@ double LoadLabel(v1::DType dtype, const char* data, size_t i) {
     default:
       return LoadAs<float>(data, i);
   }
+}
+
+// Decodes n labels of type T into out: kIgnoredLabel where a label equals `ignore`, the
+// label where it is a whole number in [0, limit]. Returns the index of the first label
+// that is neither (its out is unset), or n. Integers compare exactly; a float label
+// equals `ignore` when its value does.
+template <typename T>
+uint64_t DecodeAs(const char* data, uint64_t n, int64_t limit,
+                  std::optional<int64_t> ignore, int32_t* out) {
+  for (uint64_t i = 0; i < n; ++i) {
+    const T v = LoadAs<T>(data, i);
+    if constexpr (std::is_integral_v<T>) {
+      const int64_t w = static_cast<int64_t>(v);
+      if (ignore.has_value() && w == *ignore) {
+        out[i] = kIgnoredLabel;
+      } else if (w >= 0 && w <= limit) {
+        out[i] = static_cast<int32_t>(w);
+      } else {
+        return i;
+      }
+    } else {
+      const double w = static_cast<double>(v);
+      if (ignore.has_value() && w == static_cast<double>(*ignore)) {
+        out[i] = kIgnoredLabel;
+      } else if (w >= 0 && w <= static_cast<double>(limit) &&
+                 w == static_cast<double>(static_cast<int64_t>(w))) {
+        out[i] = static_cast<int32_t>(w);
+      } else {
+        return i;
+      }
+    }
+  }
+  return n;
 }
 
 std::string LabelText(v1::DType dtype, const char* data, size_t i) {
@@ -67,35 +102,42 @@ absl::Status DecodeLabels(const Options& options, TensorView labels, uint64_t ro
   }
 
   const char* data = labels.data.data();
-  out->resize(rows * per_row);
-  const bool has_ignore = options.ignore_index.has_value();
-  const double ignore = has_ignore ? static_cast<double>(*options.ignore_index) : 0;
-  const double limit = sigmoid ? 1 : options.num_classes - 1;
-  for (uint64_t i = 0; i < rows * per_row; ++i) {
-    const double v = LoadLabel(dtype, data, i);
-    int32_t label;
-    if (has_ignore && v == ignore &&
-        (dtype != v1::DTYPE_INT64 || LoadAs<int64_t>(data, i) == *options.ignore_index)) {
-      label = kIgnoredLabel;
-    } else if (v >= 0 && v <= limit &&
-               v == static_cast<double>(static_cast<int64_t>(v))) {
-      label = static_cast<int32_t>(v);
-    } else {
-      const uint64_t row = i / per_row;
-      *good_rows = row;
-      std::string where = absl::StrCat("row ", first_row + row);
-      if (per_row > 1) absl::StrAppend(&where, ", column ", i % per_row);
-      return absl::InvalidArgumentError(absl::StrCat(
-          "batch.labels at ", where, " is ", LabelText(dtype, data, i),
-          sigmoid ? "; SIGMOID targets must be 0 or 1"
-                  : absl::StrCat("; labels must lie in [0, ", options.num_classes, ")"),
-          has_ignore ? absl::StrCat(" or equal ignore_index ", *options.ignore_index)
-                     : std::string()));
-    }
-    (*out)[i] = label;
+  const uint64_t n = rows * per_row;
+  out->resize(n);
+  const std::optional<int64_t> ignore = options.ignore_index;
+  const int64_t limit = sigmoid ? 1 : options.num_classes - 1;
+  uint64_t i = 0;
+  switch (dtype) {
+    case v1::DTYPE_INT32:
+      i = DecodeAs<int32_t>(data, n, limit, ignore, out->data());
+      break;
+    case v1::DTYPE_INT64:
+      i = DecodeAs<int64_t>(data, n, limit, ignore, out->data());
+      break;
+    case v1::DTYPE_UINT8:
+      i = DecodeAs<uint8_t>(data, n, limit, ignore, out->data());
+      break;
+    case v1::DTYPE_FLOAT64:
+      i = DecodeAs<double>(data, n, limit, ignore, out->data());
+      break;
+    default:
+      i = DecodeAs<float>(data, n, limit, ignore, out->data());
+      break;
   }
-  *good_rows = rows;
-  return absl::OkStatus();
+  if (i == n) {
+    *good_rows = rows;
+    return absl::OkStatus();
+  }
+  const uint64_t row = i / per_row;
+  *good_rows = row;
+  std::string where = absl::StrCat("row ", first_row + row);
+  if (per_row > 1) absl::StrAppend(&where, ", column ", i % per_row);
+  return absl::InvalidArgumentError(absl::StrCat(
+      "batch.labels at ", where, " is ", LabelText(dtype, data, i),
+      sigmoid ? "; SIGMOID targets must be 0 or 1"
+              : absl::StrCat("; labels must lie in [0, ", options.num_classes, ")"),
+      ignore.has_value() ? absl::StrCat(" or equal ignore_index ", *ignore)
+                         : std::string()));
 }
 
 }  // namespace calib

@@ -8,7 +8,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "src/labels.h"
-#include "src/row_simd.h"
 #include "src/tensor.h"
 
 namespace calib {
@@ -62,17 +61,20 @@ struct SigmoidSample {
   double entropy;
 };
 
-SigmoidSample SigmoidOf(double x, int32_t y) {
+// From sigmoid(-|x|), sigmoid(|x|) and log1p(exp(-|x|)), computed one at a time or by
+// SigmoidTermsSimd.
+SigmoidSample SigmoidFrom(double x, double low, double high, double log_term, int32_t y) {
   if (std::isinf(x)) {
     const bool up = x > 0;
     return {up ? 1.0 : 0.0, up == (y == 1) ? 0 : kInf, 0};
   }
-  const double a = std::abs(x);
-  const double e = std::exp(-a);
-  const double log_term = std::log1p(e);
-  const double low = e / (1 + e);  // sigmoid(-|x|)
-  return {x >= 0 ? 1 / (1 + e) : low, std::max(x, 0.0) - x * y + log_term,
-          log_term + a * low};
+  return {x >= 0 ? high : low, std::max(x, 0.0) - x * y + log_term,
+          log_term + std::abs(x) * low};
+}
+
+SigmoidSample SigmoidOf(double x, int32_t y) {
+  const double e = std::exp(-std::abs(x));
+  return SigmoidFrom(x, e / (1 + e), 1 / (1 + e), std::log1p(e), y);
 }
 
 // One row's terms of the temperature fit's d1 and d2 (temperature_fit.h): the mean and
@@ -151,29 +153,57 @@ bool RowKernel::Vectorised() const {
 absl::Status RowKernel::Accumulate(const RowSource& src, uint64_t begin, uint64_t end,
                                    Affine affine, Sums* sums, SampleSink sink) const {
   if (Vectorised()) return AccumulateSoftmax(src, begin, end, affine.scale, sums, sink);
+  if (options_.sigmoid()) return AccumulateSigmoid(src, begin, end, affine, sums, sink);
   const uint32_t c = options_.num_classes;
-  const uint32_t per_row = options_.samples_per_row();
-  const bool check_probabilities = options_.input_kind == v1::INPUT_KIND_LOGITS;
   std::vector<double> z(c);
   for (uint64_t r = begin; r < end; ++r) {
     if (auto bad = LoadRow(src, r, z.data())) return absl::InvalidArgumentError(*bad);
-    const int32_t* labels = src.labels + r * per_row;
-    if (options_.sigmoid()) {
-      AddSigmoidRow(z.data(), labels, affine, sums, &sink);
-    } else if (labels[0] != kIgnoredLabel) {
-      AddSoftmaxRow(z.data(), labels[0], affine, sums, &sink);
-    } else {
-      continue;  // an ignored row says nothing about the kind of input either
+    const int32_t label = src.labels[r];
+    // An ignored row says nothing about the kind of input either.
+    if (label == kIgnoredLabel) continue;
+    AddSoftmaxRow(z.data(), label, affine, sums, &sink);
+    NoteProbabilities(z.data(), sums);
+  }
+  return absl::OkStatus();
+}
+
+void RowKernel::NoteProbabilities(const double* z, Sums* sums) const {
+  if (options_.input_kind != v1::INPUT_KIND_LOGITS || !sums->looks_like_probabilities) {
+    return;
+  }
+  double sum = 0;
+  bool in_range = true;
+  for (uint32_t k = 0; k < options_.num_classes; ++k) {
+    in_range = in_range && z[k] >= 0 && z[k] <= 1;
+    sum += z[k];
+  }
+  sums->looks_like_probabilities =
+      in_range && (options_.sigmoid() || std::abs(sum - 1) <= kSumTolerance);
+}
+
+absl::Status RowKernel::AccumulateSigmoid(const RowSource& src, uint64_t begin,
+                                          uint64_t end, Affine affine, Sums* sums,
+                                          SampleSink sink) const {
+  // Rows go in chunks of about 1024 values, so that the exponentials of a binary
+  // model's one logit a row are vectorised across rows.
+  const uint32_t c = options_.num_classes;
+  const uint64_t chunk_rows = std::max<uint64_t>(1, 1024 / c);
+  std::vector<double> x(chunk_rows * c), low(x.size()), high(x.size()),
+      log_term(x.size());
+  SigmoidTerms terms{low.data(), high.data(), log_term.data()};
+  for (uint64_t first = begin; first < end; first += chunk_rows) {
+    const uint64_t rows = std::min(chunk_rows, end - first);
+    for (uint64_t r = 0; r < rows; ++r) {
+      double* z = x.data() + r * c;
+      if (auto bad = LoadRow(src, first + r, z)) return absl::InvalidArgumentError(*bad);
+      NoteProbabilities(z, sums);
+      for (uint32_t k = 0; k < c; ++k) z[k] = affine.scale * z[k] + affine.shift;
     }
-    if (check_probabilities && sums->looks_like_probabilities) {
-      double sum = 0;
-      bool in_range = true;
-      for (uint32_t k = 0; k < c; ++k) {
-        in_range = in_range && z[k] >= 0 && z[k] <= 1;
-        sum += z[k];
-      }
-      sums->looks_like_probabilities =
-          in_range && (options_.sigmoid() || std::abs(sum - 1) <= kSumTolerance);
+    SigmoidTermsSimd(x.data(), rows * c, &terms);
+    for (uint64_t r = 0; r < rows; ++r) {
+      const size_t at = r * c;
+      AddSigmoidRow(x.data() + at, SigmoidTerms{&low[at], &high[at], &log_term[at]},
+                    src.labels + (first + r) * c, sums, &sink);
     }
   }
   return absl::OkStatus();
@@ -323,13 +353,15 @@ void RowKernel::AddSoftmaxRow(const double* z, int32_t label, Affine affine, Sum
   }
 }
 
-void RowKernel::AddSigmoidRow(const double* z, const int32_t* targets, Affine affine,
-                              Sums* sums, SampleSink* sink) const {
+void RowKernel::AddSigmoidRow(const double* x_row, SigmoidTerms terms,
+                              const int32_t* targets, Sums* sums,
+                              SampleSink* sink) const {
   for (uint32_t k = 0; k < options_.num_classes; ++k) {
     const int32_t y = targets[k];
     if (y == kIgnoredLabel) continue;
-    const double x = affine.scale * z[k] + affine.shift;
-    const SigmoidSample sample = SigmoidOf(x, y);
+    const double x = x_row[k];
+    const SigmoidSample sample =
+        SigmoidFrom(x, terms.low[k], terms.high[k], terms.log1p_e[k], y);
     const double p = sample.p;
     const bool correct = (x > 0) == (y == 1);
     const double nll = sample.bce;

@@ -16,6 +16,7 @@
 #include "src/options.h"
 #include "src/platt_fit.h"
 #include "src/reliability_bins.h"
+#include "src/row_simd.h"
 #include "src/sums.h"
 #include "src/temperature_fit.h"
 
@@ -76,11 +77,17 @@ class RowKernel {
 
   absl::Status AccumulateSoftmax(const RowSource& src, uint64_t begin, uint64_t end,
                                  double scale, Sums* sums, SampleSink sink) const;
+  absl::Status AccumulateSigmoid(const RowSource& src, uint64_t begin, uint64_t end,
+                                 Affine affine, Sums* sums, SampleSink sink) const;
+  // Clears sums->looks_like_probabilities if the raw LOGITS row z is not a probability
+  // vector (every value in [0, 1], and for softmax summing to 1).
+  void NoteProbabilities(const double* z, Sums* sums) const;
 
   void AddSoftmaxRow(const double* z, int32_t label, Affine affine, Sums* sums,
                      SampleSink* sink) const;
-  void AddSigmoidRow(const double* z, const int32_t* targets, Affine affine, Sums* sums,
-                     SampleSink* sink) const;
+  // x = a * z + b for one row, with its SigmoidTerms.
+  void AddSigmoidRow(const double* x, SigmoidTerms terms, const int32_t* targets,
+                     Sums* sums, SampleSink* sink) const;
   // Bins the sample and records it in `sink` and the bootstrap replicates.
   void AddSample(double confidence, bool positive, bool correct, double nll, double brier,
                  Sums* sums, SampleSink* sink) const;

@@ -489,6 +489,39 @@ void PlattSpanTarget(v1::DType dtype, const char* logits, const int32_t* targets
   }
 }
 
+void SigmoidTermsTarget(const double* x, uint64_t n, SigmoidTerms* out) {
+  const hn::ScalableTag<double> d;
+  using V = hn::Vec<decltype(d)>;
+  const V min_arg = hn::Set(d, kMinExpArg);
+  const V one = hn::Set(d, 1.0);
+  // exp(-|x|) below 2^-1021 (|x| > 708) is 0 here, where libm's exp would give a
+  // subnormal: p rounds to the same 0 or 1 and the entropy moves by under 1e-305.
+  auto step = [&](V v, SigmoidTerms* t) HWY_ATTR {
+    const V neg_abs = hn::Neg(hn::Abs(v));
+    const V e = hn::IfThenElseZero(hn::Ge(neg_abs, min_arg),
+                                   ExpNonPositive(d, hn::Max(neg_abs, min_arg)));
+    const V one_plus = hn::Add(one, e);
+    hn::StoreU(hn::Div(e, one_plus), d, t->low);
+    hn::StoreU(hn::Div(one, one_plus), d, t->high);
+    hn::StoreU(hn::Log1p(d, e), d, t->log1p_e);
+  };
+  const size_t lanes = hn::Lanes(d);
+  uint64_t k = 0;
+  for (; k + lanes <= n; k += lanes) {
+    SigmoidTerms t{out->low + k, out->high + k, out->log1p_e + k};
+    step(hn::LoadU(d, x + k), &t);
+  }
+  if (k < n) {
+    HWY_ALIGN double buf[4][HWY_MAX_BYTES / sizeof(double)] = {};
+    std::memcpy(buf[0], x + k, (n - k) * sizeof(double));
+    SigmoidTerms t{buf[1], buf[2], buf[3]};
+    step(hn::Load(d, buf[0]), &t);
+    std::memcpy(out->low + k, buf[1], (n - k) * sizeof(double));
+    std::memcpy(out->high + k, buf[2], (n - k) * sizeof(double));
+    std::memcpy(out->log1p_e + k, buf[3], (n - k) * sizeof(double));
+  }
+}
+
 const char* TargetNameT() { return hwy::TargetName(HWY_TARGET); }
 
 }  // namespace HWY_NAMESPACE

@@ -12,6 +12,7 @@ namespace calib {
 HWY_EXPORT(SoftmaxRowTarget);
 HWY_EXPORT(TemperatureRowTarget);
 HWY_EXPORT(PlattSpanTarget);
+HWY_EXPORT(SigmoidTermsTarget);
 HWY_EXPORT(TargetNameT);
 
 void SoftmaxRowSimd(v1::DType dtype, const char* row, uint32_t num_classes, double scale,
@@ -28,6 +29,10 @@ void TemperatureRowSimd(v1::DType dtype, const char* row, uint32_t num_classes,
 void PlattSpanSimd(v1::DType dtype, const char* logits, const int32_t* targets,
                    uint64_t n, double a, double b, PlattDerivatives* out) {
   HWY_DYNAMIC_DISPATCH(PlattSpanTarget)(dtype, logits, targets, n, a, b, out);
+}
+
+void SigmoidTermsSimd(const double* x, uint64_t n, SigmoidTerms* out) {
+  HWY_DYNAMIC_DISPATCH(SigmoidTermsTarget)(x, n, out);
 }
 
 const char* RowSimdTarget() { return HWY_DYNAMIC_DISPATCH(TargetNameT)(); }

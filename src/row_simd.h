@@ -1,7 +1,8 @@
 // The vectorised row passes (Highway, dynamic dispatch to the best target the CPU has):
-// the statistics of one softmax row of logits and the terms of the temperature and Platt
-// fits, reading float32, float16, bfloat16 (widened in registers) or float64 in place.
-// Pure functions of their arguments; thread-safe. row_kernel.cc turns them into metrics.
+// the statistics of one softmax row of logits, the terms of the temperature and Platt
+// fits, reading float32, float16, bfloat16 (widened in registers) or float64 in place,
+// and the exponentials of sigmoid samples. Pure functions of their arguments;
+// thread-safe. row_kernel.cc turns them into metrics.
 #ifndef CALIB_SRC_ROW_SIMD_H_
 #define CALIB_SRC_ROW_SIMD_H_
 
@@ -55,6 +56,17 @@ void TemperatureRowSimd(v1::DType dtype, const char* row, uint32_t num_classes,
 // targets (0, 1 or kIgnoredLabel, which adds nothing; so do infinite logits), at (a, b).
 void PlattSpanSimd(v1::DType dtype, const char* logits, const int32_t* targets,
                    uint64_t n, double a, double b, PlattDerivatives* out);
+
+// What a sigmoid sample's p, BCE and entropy share (row_kernel.cc), for n doubles x:
+// with e = exp(-|x|), low = e / (1 + e) = sigmoid(-|x|), high = 1 / (1 + e) =
+// sigmoid(|x|) and log1p_e = log1p(e), each into an array of n. Infinite or NaN x give
+// e = 0.
+struct SigmoidTerms {
+  double* low;
+  double* high;
+  double* log1p_e;
+};
+void SigmoidTermsSimd(const double* x, uint64_t n, SigmoidTerms* out);
 
 // The Highway target that the calls above now run on, e.g. "AVX3"; for tests and
 // benchmarks.

@@ -35,7 +35,8 @@ std::vector<double> InteriorEdges(uint32_t num_bins) {
   return edges;
 }
 
-// Every edge of M bins, its two neighbours on each side, and random values.
+// Every edge of M bins, its two neighbours on each side, values around the distance
+// (1e-9 / M) within which EqualWidthBin checks the edges, and random values.
 std::vector<double> ProbeValues(uint32_t num_bins, std::mt19937_64& rng) {
   std::vector<double> probes = {
       0.0,  -0.0, 1.0,    -1e-300,
@@ -50,6 +51,10 @@ std::vector<double> ProbeValues(uint32_t num_bins, std::mt19937_64& rng) {
       up = std::nextafter(up, 2.0);
       probes.push_back(down);
       probes.push_back(up);
+    }
+    for (double k : {0.5, 1.0, 2.0}) {
+      probes.push_back(e - k * 1e-9 / num_bins);
+      probes.push_back(e + k * 1e-9 / num_bins);
     }
   }
   std::uniform_real_distribution<double> uniform(0.0, 1.0);
