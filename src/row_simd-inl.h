@@ -522,6 +522,32 @@ void SigmoidTermsTarget(const double* x, uint64_t n, SigmoidTerms* out) {
   }
 }
 
+void SoftmaxFinishTarget(const double* rest, const double* gap, uint64_t n,
+                         double* log_sum, double* e_gap) {
+  const hn::ScalableTag<double> d;
+  using V = hn::Vec<decltype(d)>;
+  const V min_arg = hn::Set(d, kMinExpArg);
+  auto step = [&](V a, V g, double* l, double* e) HWY_ATTR {
+    hn::StoreU(hn::Log1p(d, a), d, l);
+    hn::StoreU(
+        hn::IfThenElseZero(hn::Ge(g, min_arg), ExpNonPositive(d, hn::Max(g, min_arg))), d,
+        e);
+  };
+  const size_t lanes = hn::Lanes(d);
+  uint64_t k = 0;
+  for (; k + lanes <= n; k += lanes) {
+    step(hn::LoadU(d, rest + k), hn::LoadU(d, gap + k), log_sum + k, e_gap + k);
+  }
+  if (k < n) {
+    HWY_ALIGN double buf[4][HWY_MAX_BYTES / sizeof(double)] = {};
+    std::memcpy(buf[0], rest + k, (n - k) * sizeof(double));
+    std::memcpy(buf[1], gap + k, (n - k) * sizeof(double));
+    step(hn::Load(d, buf[0]), hn::Load(d, buf[1]), buf[2], buf[3]);
+    std::memcpy(log_sum + k, buf[2], (n - k) * sizeof(double));
+    std::memcpy(e_gap + k, buf[3], (n - k) * sizeof(double));
+  }
+}
+
 const char* TargetNameT() { return hwy::TargetName(HWY_TARGET); }
 
 }  // namespace HWY_NAMESPACE

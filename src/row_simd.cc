@@ -13,6 +13,7 @@ HWY_EXPORT(SoftmaxRowTarget);
 HWY_EXPORT(TemperatureRowTarget);
 HWY_EXPORT(PlattSpanTarget);
 HWY_EXPORT(SigmoidTermsTarget);
+HWY_EXPORT(SoftmaxFinishTarget);
 HWY_EXPORT(TargetNameT);
 
 void SoftmaxRowSimd(v1::DType dtype, const char* row, uint32_t num_classes, double scale,
@@ -33,6 +34,11 @@ void PlattSpanSimd(v1::DType dtype, const char* logits, const int32_t* targets,
 
 void SigmoidTermsSimd(const double* x, uint64_t n, SigmoidTerms* out) {
   HWY_DYNAMIC_DISPATCH(SigmoidTermsTarget)(x, n, out);
+}
+
+void SoftmaxFinishSimd(const double* rest, const double* gap, uint64_t n, double* log_sum,
+                       double* e_gap) {
+  HWY_DYNAMIC_DISPATCH(SoftmaxFinishTarget)(rest, gap, n, log_sum, e_gap);
 }
 
 const char* RowSimdTarget() { return HWY_DYNAMIC_DISPATCH(TargetNameT)(); }

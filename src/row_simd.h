@@ -68,6 +68,12 @@ struct SigmoidTerms {
 };
 void SigmoidTermsSimd(const double* x, uint64_t n, SigmoidTerms* out);
 
+// For n softmax rows: log_sum = log1p(rest) (rest >= 0: the row's (ties - 1) + rest)
+// and e_gap = exp(gap) (gap <= 0: the label's scaled gap below the max; 0 below
+// kMinExpArg's -708, where the probability is below 1e-307).
+void SoftmaxFinishSimd(const double* rest, const double* gap, uint64_t n, double* log_sum,
+                       double* e_gap);
+
 // The Highway target that the calls above now run on, e.g. "AVX3"; for tests and
 // benchmarks.
 const char* RowSimdTarget();

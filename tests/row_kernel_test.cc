@@ -324,6 +324,40 @@ TEST(RowKernelTest, SigmoidTermsMatchLongDoubleOnEveryTarget) {
   }
 }
 
+TEST(RowKernelTest, SoftmaxFinishMatchesLongDoubleOnEveryTarget) {
+  // log1p(rest) for rest from 0 (one sure class) to ~C, and exp(gap) from 0 down past
+  // the exp's range (where it gives 0), at every length around the vector width.
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    TargetScope scope(target);
+    std::mt19937_64 rng(29);
+    std::uniform_real_distribution<double> unit(0, 1);
+    for (uint32_t n : {1u, 2u, 3u, 5u, 8u, 13u, 1000u}) {
+      std::vector<double> rest(n), gap(n);
+      for (uint32_t k = 0; k < n; ++k) {
+        rest[k] = std::ldexp(unit(rng), static_cast<int>(rng() % 80) - 60);
+        gap[k] = -std::ldexp(unit(rng), static_cast<int>(rng() % 70) - 60);
+      }
+      if (n >= 5) {
+        rest[0] = 0, gap[0] = 0;
+        rest[1] = 1e-300, gap[1] = -708;
+        gap[2] = -708.5;
+        gap[3] = -1e4;
+      }
+      std::vector<double> log_sum(n), e_gap(n);
+      SoftmaxFinishSimd(rest.data(), gap.data(), n, log_sum.data(), e_gap.data());
+      for (uint32_t k = 0; k < n; ++k) {
+        const std::string where = std::string(hwy::TargetName(target)) +
+                                  " n=" + std::to_string(n) + " k=" + std::to_string(k);
+        const long double want_log = std::log1p(static_cast<long double>(rest[k]));
+        const long double want_e =
+            gap[k] >= -708 ? std::exp(static_cast<long double>(gap[k])) : 0.0L;
+        EXPECT_LE(std::abs(log_sum[k] - want_log), 4e-16 * want_log) << where << " log";
+        EXPECT_LE(std::abs(e_gap[k] - want_e), 3e-13 * want_e) << where << " exp";
+      }
+    }
+  }
+}
+
 TEST(RowKernelTest, NonFiniteValuesAreFlaggedOnEveryTarget) {
   const double kBad[] = {std::numeric_limits<double>::quiet_NaN(),
                          std::numeric_limits<double>::infinity(),
