@@ -190,6 +190,49 @@ void Evaluate(benchmark::State& state, bool fit) {
 void BM_RowPass(benchmark::State& state) { Evaluate(state, false); }
 void BM_TemperatureFit(benchmark::State& state) { Evaluate(state, true); }
 
+// A binary model's 2,000,000 logits (SIGMOID, C = 1; N(0, 3), 0/1 targets), a whole
+// evaluation with and without the fits: per-sample work (the sigmoid terms, bins, the
+// equal-mass bins' selection) is all there is.
+void BM_BinaryEvaluation(benchmark::State& state) {
+  constexpr uint64_t kRows = 2'000'000;
+  static const auto* data = [] {
+    auto* d = new std::pair<std::string, std::string>;
+    std::mt19937 rng(2);
+    std::normal_distribution<float> normal(0, 3);
+    std::vector<float> logits(kRows);
+    std::vector<int32_t> targets(kRows);
+    for (uint64_t i = 0; i < kRows; ++i) {
+      logits[i] = normal(rng);
+      targets[i] = static_cast<int32_t>(rng() % 2);
+    }
+    d->first.assign(reinterpret_cast<const char*>(logits.data()), kRows * 4);
+    d->second.assign(reinterpret_cast<const char*>(targets.data()), kRows * 4);
+    return d;
+  }();
+  v1::EvaluationConfig config;
+  config.set_num_classes(1);
+  config.set_activation(v1::ACTIVATION_SIGMOID);
+  config.set_fit_temperature(state.range(0) != 0);
+  tbb::task_arena arena(kThreads);
+  for (auto _ : state) {
+    arena.execute([&] {
+      auto evaluator = Evaluator::Create(config, StoreLimits{});
+      if (!evaluator.ok() ||
+          !(*evaluator)
+               ->Add({v1::DTYPE_FLOAT32, data->first}, {v1::DTYPE_INT32, data->second})
+               .ok()) {
+        state.SkipWithError("Add failed");
+        return;
+      }
+      auto report = (*evaluator)->Finish();
+      if (!report.ok()) state.SkipWithError("Finish failed");
+      benchmark::DoNotOptimize(report);
+    });
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(kRows));
+  state.SetLabel(std::string(RowSimdTarget()) + " 2000000x1 sigmoid");
+}
+
 // Runs f(begin, end) over the floats in 2 threads, by 64 Ki-element chunks.
 template <typename F>
 void OverChunks(const std::vector<float>& floats, const F& f) {
@@ -253,6 +296,13 @@ BENCHMARK(BM_ExpCeiling)->Apply(CeilingShapes);
 BENCHMARK(BM_Exp64Ceiling)->Apply(CeilingShapes);
 BENCHMARK(BM_RowPass)->Apply(Shapes);
 BENCHMARK(BM_TemperatureFit)->Apply(Shapes)->Iterations(2);
+BENCHMARK(BM_BinaryEvaluation)
+    ->ArgName("fit")
+    ->Arg(0)
+    ->Arg(1)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MeasureProcessCPUTime();
 
 }  // namespace
 }  // namespace calib
