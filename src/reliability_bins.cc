@@ -202,8 +202,10 @@ struct MassBin {
   double upper = 0;
 
   void Add(const ConfidenceSample& s) {
+    // The first of the smallest and the last of the largest, as in the stable order (it
+    // tells -0 from +0).
     if (sums.count == 0 || s.confidence < lower) lower = s.confidence;
-    if (sums.count == 0 || s.confidence > upper) upper = s.confidence;
+    if (sums.count == 0 || s.confidence >= upper) upper = s.confidence;
     sums.count += 1;
     sums.positives += s.correct;
     sums.sum_confidence += s.confidence;

@@ -53,8 +53,7 @@ void WidenRow(v1::DType dtype, const char* p, uint32_t n, double* z) {
 
 // What a sigmoid sample needs, from one exp and one log1p: p = sigmoid(x), the binary
 // cross-entropy against y in {0, 1} (stable for any x) and the entropy of Bernoulli(p)
-// in nats, log(1 + e^-|x|) + |x| sigmoid(-|x|). All three share e = exp(-|x|), and
-// each is, bit for bit, what its own textbook form computes.
+// in nats, log(1 + e^-|x|) + |x| sigmoid(-|x|). All three share e = exp(-|x|).
 struct SigmoidSample {
   double p;
   double bce;
@@ -392,9 +391,10 @@ void RowKernel::AddSigmoidRow(const double* x_row, SigmoidTerms terms,
     sums->brier += brier;
     sums->confidence += p;
     sums->entropy += sample.entropy;
-    // Positive-class convention: bin p against y; TOP_LABEL: max(p, 1-p) against
-    // correctness (metrics.md).
-    const double c = options_.top_label ? std::max(p, 1 - p) : p;
+    // Positive-class convention: bin p against y; TOP_LABEL: max(p, 1 - p) against
+    // correctness (metrics.md), taken as sigmoid(|x|) so that x and -x tie exactly (1 - p
+    // would round one of them differently, and move a tie across equal-mass bins).
+    const double c = options_.top_label ? terms.high[k] : p;
     AddSample(c, options_.top_label ? correct : y == 1, correct, nll, brier, sums, sink);
     if (!sums->class_bins.empty()) {
       BinSums& cb =

@@ -494,12 +494,20 @@ void SigmoidTermsTarget(const double* x, uint64_t n, SigmoidTerms* out) {
   using V = hn::Vec<decltype(d)>;
   const V min_arg = hn::Set(d, kMinExpArg);
   const V one = hn::Set(d, 1.0);
-  // exp(-|x|) below 2^-1021 (|x| > 708) is 0 here, where libm's exp would give a
-  // subnormal: p rounds to the same 0 or 1 and the entropy moves by under 1e-305.
+  // Below kMinExpArg, e^-|x| = e^(40 - |x|) e^-40 keeps the subnormal sigmoid(x) of
+  // x in (-745, -708] (a confidence, and distinct values must stay distinct for the
+  // equal-mass bins); past -748 the clamp leaves a product that rounds to 0.
+  const V shift = hn::Set(d, 40.0);
+  const V exp_minus_shift = hn::Set(d, 4.248354255291589e-18);  // e^-40
   auto step = [&](V v, SigmoidTerms* t) HWY_ATTR {
     const V neg_abs = hn::Neg(hn::Abs(v));
-    const V e = hn::IfThenElseZero(hn::Ge(neg_abs, min_arg),
-                                   ExpNonPositive(d, hn::Max(neg_abs, min_arg)));
+    const auto deep = hn::Lt(neg_abs, min_arg);
+    const V arg =
+        hn::Max(hn::IfThenElse(deep, hn::Add(neg_abs, shift), neg_abs), min_arg);
+    V e = ExpNonPositive(d, arg);
+    e = hn::IfThenElse(deep, hn::Mul(e, exp_minus_shift), e);
+    // NaN: no comparison holds, so it takes e = 0 like an infinite x.
+    e = hn::IfThenElseZero(hn::Or(hn::Ge(neg_abs, min_arg), deep), e);
     const V one_plus = hn::Add(one, e);
     hn::StoreU(hn::Div(e, one_plus), d, t->low);
     hn::StoreU(hn::Div(one, one_plus), d, t->high);

@@ -244,6 +244,33 @@ TEST(EvaluatorTest, SigmoidBinaryAndMultiLabelMatchReference) {
   }
 }
 
+TEST(EvaluatorTest, TopLabelConfidencesOfXAndMinusXTie) {
+  // max(p, 1 - p) is the same for x and -x; computed as sigmoid(|x|) it is the same
+  // double, so each value's four rows (x, -x, x, -x, all with target 1: right, wrong,
+  // right, wrong) stay in arrival order, and each equal-mass bin of two holds one right
+  // and one wrong. Were -x a rounding below x, the bins would split 0 / 1.
+  Data d;
+  d.classes = 1;
+  for (double v : {0.3, 1.0, 1.7, 2.5, 3.1}) {
+    for (double x : {v, -v, v, -v}) {
+      d.logits.push_back(x);
+      d.labels.push_back(1);
+    }
+  }
+  v1::EvaluationConfig config;
+  config.set_num_classes(1);
+  config.set_binary_reliability(v1::BINARY_RELIABILITY_TOP_LABEL);
+  config.set_num_bins(10);
+  auto report = Evaluate(config, d);
+  ASSERT_TRUE(report.ok()) << report.status();
+  const auto& bins = report->metrics().equal_mass_bins();
+  ASSERT_EQ(bins.size(), 10);
+  for (const v1::ReliabilityBin& bin : bins) {
+    EXPECT_EQ(bin.lower(), bin.upper());
+    EXPECT_EQ(bin.accuracy(), 0.5);
+  }
+}
+
 TEST(EvaluatorTest, SameBitsWhateverTheBatchSplitAndThreadCount) {
   const Data d = RandomSoftmax(5000, 5, 3.0, 3);
   v1::EvaluationConfig config = SoftmaxConfig(5);

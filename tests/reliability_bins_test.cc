@@ -500,6 +500,26 @@ TEST(AppendEqualMassBinsTest, AllTiedKeepArrivalOrder) {
     ExpectEqualMassMatchesReference(samples, num_bins, 0.95);
 }
 
+TEST(AppendEqualMassBinsTest, SignedZerosTieInArrivalOrder) {
+  // -0 and +0 are equal: the stable order keeps them as they came, so a bin's lower is
+  // the first of them and its upper the last.
+  for (bool negative_first : {true, false}) {
+    const double first = negative_first ? -0.0 : 0.0;
+    const double second = negative_first ? 0.0 : -0.0;
+    std::vector<ConfidenceSample> samples = {{first, 1}, {second, 0}, {first, 0}};
+    google::protobuf::RepeatedPtrField<v1::ReliabilityBin> out;
+    AppendEqualMassBins(absl::MakeSpan(samples), 1, 0.95, &out);
+    ASSERT_EQ(out.size(), 1);
+    EXPECT_EQ(std::signbit(out[0].lower()), std::signbit(first));
+    EXPECT_EQ(std::signbit(out[0].upper()), std::signbit(first));
+    samples = {{first, 1}, {second, 0}};
+    out.Clear();
+    AppendEqualMassBins(absl::MakeSpan(samples), 1, 0.95, &out);
+    EXPECT_EQ(std::signbit(out[0].lower()), std::signbit(first));
+    EXPECT_EQ(std::signbit(out[0].upper()), std::signbit(second));
+  }
+}
+
 TEST(AppendEqualMassBinsTest, HandCheckedSplit) {
   // Sorted: 0.1(1) 0.2(0) 0.3(0) 0.4(1) 0.6(1) 0.8(1) 0.9(0); N = 7, M = 3 -> 3, 2, 2.
   std::vector<ConfidenceSample> samples = {{0.9, 0}, {0.3, 0}, {0.1, 1}, {0.6, 1},

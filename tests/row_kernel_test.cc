@@ -284,10 +284,12 @@ TEST(RowKernelTest, PlattSumsMatchLongDoubleOnEveryTarget) {
 }
 
 TEST(RowKernelTest, SigmoidTermsMatchLongDoubleOnEveryTarget) {
-  // Each term within a few ulps plus the exp's 3e-13, at every length around the vector
-  // width (the tail goes through a padded copy), for |x| from 0 past the exp's range, and
-  // e = 0 where exp(-|x|) is not a normal number, or x is infinite or NaN.
+  // Each term within a few ulps plus the exp's 3e-13 (and, for subnormal results, within
+  // the subnormal spacing), at every length around the vector width (the tail goes
+  // through a padded copy), for |x| from 0 through the subnormal sigmoids of x in
+  // (-745, -708] and past them, and e = 0 for infinite or NaN x.
   constexpr double kInf = std::numeric_limits<double>::infinity();
+  constexpr double kTiny = std::numeric_limits<double>::denorm_min();
   for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
     TargetScope scope(target);
     std::mt19937_64 rng(23);
@@ -297,12 +299,13 @@ TEST(RowKernelTest, SigmoidTermsMatchLongDoubleOnEveryTarget) {
       for (uint32_t k = 0; k < n; ++k) {
         x[k] = normal(rng) * std::ldexp(1.0, static_cast<int>(rng() % 14) - 4);
       }
-      if (n >= 5) {
-        x[0] = 0;
-        x[1] = 709;
-        x[2] = -kInf;
-        x[3] = std::numeric_limits<double>::quiet_NaN();
-        x[4] = -1e-300;
+      if (n >= 13) {
+        const double special[] = {
+            0,       709,    -kInf,  std::numeric_limits<double>::quiet_NaN(),
+            -1e-300, -708.5, -710,   720,
+            -744,    -745.5, -748.5, 1e4,
+            kInf};
+        std::copy(std::begin(special), std::end(special), x.begin());
       }
       std::vector<double> low(n), high(n), log1p_e(n);
       SigmoidTerms terms{low.data(), high.data(), log1p_e.data()};
@@ -311,14 +314,17 @@ TEST(RowKernelTest, SigmoidTermsMatchLongDoubleOnEveryTarget) {
         const std::string where = std::string(hwy::TargetName(target)) +
                                   " n=" + std::to_string(n) +
                                   " x=" + std::to_string(x[k]);
-        const long double e = std::abs(x[k]) <= 708
-                                  ? std::exp(-std::abs(static_cast<long double>(x[k])))
-                                  : 0.0L;
-        const long double want_low = e / (1 + e), want_high = 1 / (1 + e);
-        const long double want_log = std::log1p(e);
-        EXPECT_LE(std::abs(low[k] - want_low), 4e-13 * want_low) << where << " low";
+        const long double e =
+            std::isnan(x[k]) ? 0.0L : std::exp(-std::abs(static_cast<long double>(x[k])));
+        // The nearest doubles, as a correctly rounded computation would give.
+        const double want_low = static_cast<double>(e / (1 + e));
+        const double want_high = static_cast<double>(1 / (1 + e));
+        const double want_log = static_cast<double>(std::log1p(e));
+        EXPECT_LE(std::abs(low[k] - want_low), 4e-13 * want_low + kTiny)
+            << where << " low";
         EXPECT_LE(std::abs(high[k] - want_high), 4e-13 * want_high) << where << " high";
-        EXPECT_LE(std::abs(log1p_e[k] - want_log), 4e-13 * want_log) << where << " log1p";
+        EXPECT_LE(std::abs(log1p_e[k] - want_log), 4e-13 * want_log + kTiny)
+            << where << " log1p";
       }
     }
   }
