@@ -132,6 +132,40 @@ uint64_t SortKey(double x) {
   return (bits >> 63) != 0 ? ~bits : bits | (uint64_t{1} << 63);
 }
 
+// The digit of `bits` bits that MSD radix passes over samples whose keys lie in [lo, hi]
+// take: its top bit is the highest bit in which lo and hi differ.
+class RadixDigit {
+ public:
+  RadixDigit(absl::Span<const ConfidenceSample> samples, int bits)
+      : mask_((size_t{1} << bits) - 1) {
+    uint64_t lo = ~uint64_t{0}, hi = 0;
+    for (const ConfidenceSample& s : samples) {
+      const uint64_t key = SortKey(s.confidence);
+      lo = std::min(lo, key);
+      hi = std::max(hi, key);
+    }
+    all_tied_ = lo == hi;
+    shift_ = std::max(0, static_cast<int>(std::bit_width(lo ^ hi)) - bits);
+  }
+
+  bool all_tied() const { return all_tied_; }
+  size_t operator()(double confidence) const {
+    return static_cast<size_t>(SortKey(confidence) >> shift_) & mask_;
+  }
+
+  // start[d] = how many samples have a digit below d, for d in [0, 2^bits].
+  void Count(absl::Span<const ConfidenceSample> samples, size_t* start) const {
+    std::fill_n(start, mask_ + 2, 0);
+    for (const ConfidenceSample& s : samples) ++start[(*this)(s.confidence) + 1];
+    for (size_t d = 0; d <= mask_; ++d) start[d + 1] += start[d];
+  }
+
+ private:
+  size_t mask_;
+  int shift_ = 0;
+  bool all_tied_ = false;
+};
+
 // Insertion sort: stable, and the fastest for the few samples a radix bucket ends with.
 void InsertionSort(ConfidenceSample* a, size_t n) {
   for (size_t i = 1; i < n; ++i) {
@@ -154,26 +188,15 @@ void MsdRadixSort(ConfidenceSample* a, ConfidenceSample* b, size_t n) {
     InsertionSort(a, n);
     return;
   }
-  uint64_t lo = ~uint64_t{0}, hi = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const uint64_t key = SortKey(a[i].confidence);
-    lo = std::min(lo, key);
-    hi = std::max(hi, key);
-  }
-  if (lo == hi) return;  // all tied: arrival order is the order
-  // About 8 samples a bucket, at most 2048 buckets; the digit's top bit is the highest
-  // bit in which lo and hi differ.
+  // About 8 samples a bucket, at most 2048 buckets.
   const int digit_bits =
       std::clamp(static_cast<int>(std::bit_width(n)) - 3, 4, kMaxDigitBits);
-  const int shift = std::max(0, static_cast<int>(std::bit_width(lo ^ hi)) - digit_bits);
+  const absl::Span<const ConfidenceSample> samples(a, n);
+  const RadixDigit digit(samples, digit_bits);
+  if (digit.all_tied()) return;  // arrival order is the order
   const size_t buckets = size_t{1} << digit_bits;
-  auto digit = [shift, buckets](double confidence) {
-    return static_cast<size_t>(SortKey(confidence) >> shift) & (buckets - 1);
-  };
   std::array<size_t, (size_t{1} << kMaxDigitBits) + 1> start;
-  std::fill_n(start.begin(), buckets + 1, 0);
-  for (size_t i = 0; i < n; ++i) ++start[digit(a[i].confidence) + 1];
-  for (size_t d = 0; d < buckets; ++d) start[d + 1] += start[d];
+  digit.Count(samples, start.data());
   std::array<size_t, size_t{1} << kMaxDigitBits> next;
   std::copy_n(start.begin(), buckets, next.begin());
   for (size_t i = 0; i < n; ++i) b[next[digit(a[i].confidence)]++] = a[i];
@@ -235,19 +258,9 @@ void FillEqualMassBins(absl::Span<ConfidenceSample> samples, const EqualMassSpli
   constexpr int kDigitBits = 11;
   constexpr size_t kBuckets = size_t{1} << kDigitBits;
   if (n < 4 * kBuckets) return sort_all();
-  uint64_t lo = ~uint64_t{0}, hi = 0;
-  for (const ConfidenceSample& s : samples) {
-    const uint64_t key = SortKey(s.confidence);
-    lo = std::min(lo, key);
-    hi = std::max(hi, key);
-  }
-  const int shift = std::max(0, static_cast<int>(std::bit_width(lo ^ hi)) - kDigitBits);
-  auto digit = [shift](double confidence) {
-    return static_cast<size_t>(SortKey(confidence) >> shift) & (kBuckets - 1);
-  };
-  std::vector<size_t> start(kBuckets + 1, 0);
-  for (const ConfidenceSample& s : samples) ++start[digit(s.confidence) + 1];
-  for (size_t d = 0; d < kBuckets; ++d) start[d + 1] += start[d];
+  const RadixDigit digit(samples, kDigitBits);
+  std::vector<size_t> start(kBuckets + 1);
+  digit.Count(samples, start.data());
   // Where a boundary-crossing bucket's samples go in `gathered`, kWhole for the others,
   // and the others' bin.
   constexpr size_t kWhole = ~size_t{0};

@@ -285,15 +285,14 @@ absl::Status RowKernel::AccumulateSoftmax(const RowSource& src, uint64_t begin,
       }
       AddSample(confidence, correct, correct, nll, brier, sums, &sink);
       if (sums->looks_like_probabilities) {
-        bool looks = st.min >= 0 && st.max <= 1;
-        if (looks) {
+        // Only a row within [0, 1] needs widening to be checked.
+        if (st.min >= 0 && st.max <= 1) {
           z.resize(c);
           WidenRow(src.dtype, row, c, z.data());
-          double sum = 0;
-          for (uint32_t k = 0; k < c; ++k) sum += z[k];
-          looks = std::abs(sum - 1) <= kSumTolerance;
+          NoteProbabilities(z.data(), sums);
+        } else {
+          sums->looks_like_probabilities = false;
         }
-        sums->looks_like_probabilities = looks;
       }
     }
   }

@@ -8,6 +8,7 @@
 #endif
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -489,6 +490,37 @@ void PlattSpanTarget(v1::DType dtype, const char* logits, const int32_t* targets
   }
 }
 
+// Calls step(in, out) with the arrays' pointers advanced a whole vector at a time over n
+// doubles, then once with zero-padded copies of the last partial vector, whose results
+// are copied back: step loads one vector at each `in` and stores one at each `out`.
+template <size_t kIn, size_t kOut, class Step>
+HWY_INLINE void ForEachDoubleVector(std::array<const double*, kIn> in,
+                                    std::array<double*, kOut> out, uint64_t n,
+                                    const Step& step) {
+  const size_t lanes = hn::Lanes(hn::ScalableTag<double>());
+  uint64_t k = 0;
+  for (; k + lanes <= n; k += lanes) {
+    std::array<const double*, kIn> at_in;
+    std::array<double*, kOut> at_out;
+    for (size_t i = 0; i < kIn; ++i) at_in[i] = in[i] + k;
+    for (size_t i = 0; i < kOut; ++i) at_out[i] = out[i] + k;
+    step(at_in, at_out);
+  }
+  if (k == n) return;
+  HWY_ALIGN double buf[kIn + kOut][HWY_MAX_BYTES / sizeof(double)] = {};
+  std::array<const double*, kIn> tail_in;
+  std::array<double*, kOut> tail_out;
+  for (size_t i = 0; i < kIn; ++i) {
+    std::memcpy(buf[i], in[i] + k, (n - k) * sizeof(double));
+    tail_in[i] = buf[i];
+  }
+  for (size_t i = 0; i < kOut; ++i) tail_out[i] = buf[kIn + i];
+  step(tail_in, tail_out);
+  for (size_t i = 0; i < kOut; ++i) {
+    std::memcpy(out[i] + k, tail_out[i], (n - k) * sizeof(double));
+  }
+}
+
 void SigmoidTermsTarget(const double* x, uint64_t n, SigmoidTerms* out) {
   const hn::ScalableTag<double> d;
   using V = hn::Vec<decltype(d)>;
@@ -499,61 +531,37 @@ void SigmoidTermsTarget(const double* x, uint64_t n, SigmoidTerms* out) {
   // equal-mass bins); past -748 the clamp leaves a product that rounds to 0.
   const V shift = hn::Set(d, 40.0);
   const V exp_minus_shift = hn::Set(d, 4.248354255291589e-18);  // e^-40
-  auto step = [&](V v, SigmoidTerms* t) HWY_ATTR {
-    const V neg_abs = hn::Neg(hn::Abs(v));
-    const auto deep = hn::Lt(neg_abs, min_arg);
-    const V arg =
-        hn::Max(hn::IfThenElse(deep, hn::Add(neg_abs, shift), neg_abs), min_arg);
-    V e = ExpNonPositive(d, arg);
-    e = hn::IfThenElse(deep, hn::Mul(e, exp_minus_shift), e);
-    // NaN: no comparison holds, so it takes e = 0 like an infinite x.
-    e = hn::IfThenElseZero(hn::Or(hn::Ge(neg_abs, min_arg), deep), e);
-    const V one_plus = hn::Add(one, e);
-    hn::StoreU(hn::Div(e, one_plus), d, t->low);
-    hn::StoreU(hn::Div(one, one_plus), d, t->high);
-    hn::StoreU(hn::Log1p(d, e), d, t->log1p_e);
-  };
-  const size_t lanes = hn::Lanes(d);
-  uint64_t k = 0;
-  for (; k + lanes <= n; k += lanes) {
-    SigmoidTerms t{out->low + k, out->high + k, out->log1p_e + k};
-    step(hn::LoadU(d, x + k), &t);
-  }
-  if (k < n) {
-    HWY_ALIGN double buf[4][HWY_MAX_BYTES / sizeof(double)] = {};
-    std::memcpy(buf[0], x + k, (n - k) * sizeof(double));
-    SigmoidTerms t{buf[1], buf[2], buf[3]};
-    step(hn::Load(d, buf[0]), &t);
-    std::memcpy(out->low + k, buf[1], (n - k) * sizeof(double));
-    std::memcpy(out->high + k, buf[2], (n - k) * sizeof(double));
-    std::memcpy(out->log1p_e + k, buf[3], (n - k) * sizeof(double));
-  }
+  ForEachDoubleVector<1, 3>(
+      {x}, {out->low, out->high, out->log1p_e}, n,
+      [&](std::array<const double*, 1> in, std::array<double*, 3> to) HWY_ATTR {
+        const V neg_abs = hn::Neg(hn::Abs(hn::LoadU(d, in[0])));
+        const auto deep = hn::Lt(neg_abs, min_arg);
+        const V arg =
+            hn::Max(hn::IfThenElse(deep, hn::Add(neg_abs, shift), neg_abs), min_arg);
+        V e = ExpNonPositive(d, arg);
+        e = hn::IfThenElse(deep, hn::Mul(e, exp_minus_shift), e);
+        // NaN: no comparison holds, so it takes e = 0 like an infinite x.
+        e = hn::IfThenElseZero(hn::Or(hn::Ge(neg_abs, min_arg), deep), e);
+        const V one_plus = hn::Add(one, e);
+        hn::StoreU(hn::Div(e, one_plus), d, to[0]);
+        hn::StoreU(hn::Div(one, one_plus), d, to[1]);
+        hn::StoreU(hn::Log1p(d, e), d, to[2]);
+      });
 }
 
 void SoftmaxFinishTarget(const double* rest, const double* gap, uint64_t n,
                          double* log_sum, double* e_gap) {
   const hn::ScalableTag<double> d;
-  using V = hn::Vec<decltype(d)>;
-  const V min_arg = hn::Set(d, kMinExpArg);
-  auto step = [&](V a, V g, double* l, double* e) HWY_ATTR {
-    hn::StoreU(hn::Log1p(d, a), d, l);
-    hn::StoreU(
-        hn::IfThenElseZero(hn::Ge(g, min_arg), ExpNonPositive(d, hn::Max(g, min_arg))), d,
-        e);
-  };
-  const size_t lanes = hn::Lanes(d);
-  uint64_t k = 0;
-  for (; k + lanes <= n; k += lanes) {
-    step(hn::LoadU(d, rest + k), hn::LoadU(d, gap + k), log_sum + k, e_gap + k);
-  }
-  if (k < n) {
-    HWY_ALIGN double buf[4][HWY_MAX_BYTES / sizeof(double)] = {};
-    std::memcpy(buf[0], rest + k, (n - k) * sizeof(double));
-    std::memcpy(buf[1], gap + k, (n - k) * sizeof(double));
-    step(hn::Load(d, buf[0]), hn::Load(d, buf[1]), buf[2], buf[3]);
-    std::memcpy(log_sum + k, buf[2], (n - k) * sizeof(double));
-    std::memcpy(e_gap + k, buf[3], (n - k) * sizeof(double));
-  }
+  const auto min_arg = hn::Set(d, kMinExpArg);
+  ForEachDoubleVector<2, 2>(
+      {rest, gap}, {log_sum, e_gap}, n,
+      [&](std::array<const double*, 2> in, std::array<double*, 2> to) HWY_ATTR {
+        const auto g = hn::LoadU(d, in[1]);
+        hn::StoreU(hn::Log1p(d, hn::LoadU(d, in[0])), d, to[0]);
+        hn::StoreU(hn::IfThenElseZero(hn::Ge(g, min_arg),
+                                      ExpNonPositive(d, hn::Max(g, min_arg))),
+                   d, to[1]);
+      });
 }
 
 const char* TargetNameT() { return hwy::TargetName(HWY_TARGET); }
