@@ -6,6 +6,7 @@
 //   null_service [--listen 127.0.0.1:0] [--max-message-bytes 67108864]
 // Runs until killed. Not for production: no limits, no checks, no health service.
 #include <grpcpp/grpcpp.h>
+#include <malloc.h>
 
 #include <cstdint>
 #include <cstdio>
@@ -81,6 +82,10 @@ int Serve(int argc, char** argv) {
       return 2;
     }
   }
+  // calibd's allocator settings (server/main.cc, KeepFreedMemory): without them every
+  // message lands on fresh pages, and the page faults, not the wire, set the pace.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
   NullService service(max_message_bytes);
   grpc::ServerBuilder builder;
   int port = 0;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "src/huge_pages.h"
 #include "src/options.h"
 #include "src/reliability_bins.h"
 #include "src/row_kernel.h"
@@ -35,7 +36,7 @@ class BlockAccumulator {
 
   uint64_t rows() const { return rows_; }
   // One (confidence, correct) pair per sample, in global order.
-  std::vector<ConfidenceSample>& samples() { return samples_; }
+  LargeVector<ConfidenceSample>& samples() { return samples_; }
 
  private:
   const Options options_;
@@ -43,7 +44,7 @@ class BlockAccumulator {
   uint64_t rows_ = 0;
   Sums total_;  // complete blocks, merged in index order
   Sums open_;   // the block that rows_ falls in, when rows_ is not on a block boundary
-  std::vector<ConfidenceSample> samples_;
+  LargeVector<ConfidenceSample> samples_;
 };
 
 // Sums of per-row terms over rows [0, rows) by fixed blocks merged in index order: the

@@ -114,8 +114,8 @@ class EvaluatorImpl final : public Evaluator {
   absl::Status Accumulate(BlockAccumulator& accumulator, const RowSource& src,
                           Affine affine, bool reserve);
   // Makes room for `size` elements of `bytes_per_element` reserved bytes in `v`.
-  template <typename T>
-  absl::Status EnsureCapacity(std::vector<T>& v, uint64_t size,
+  template <typename T, typename A>
+  absl::Status EnsureCapacity(std::vector<T, A>& v, uint64_t size,
                               uint64_t bytes_per_element, absl::string_view what);
 
   // First, so that it is released after every store it accounts for is freed.
@@ -131,8 +131,8 @@ class EvaluatorImpl final : public Evaluator {
   std::optional<FitStore> fit_store_;               // fit_temperature only
 };
 
-template <typename T>
-absl::Status EvaluatorImpl::EnsureCapacity(std::vector<T>& v, uint64_t size,
+template <typename T, typename A>
+absl::Status EvaluatorImpl::EnsureCapacity(std::vector<T, A>& v, uint64_t size,
                                            uint64_t bytes_per_element,
                                            absl::string_view what) {
   const uint64_t capacity = v.capacity();

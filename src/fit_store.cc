@@ -81,33 +81,36 @@ absl::Status FitStore::Add(v1::DType dtype, const char* logits, const int32_t* l
   for (uint64_t r = 0; r < rows; ++r)
     offered += SamplesIn(labels + r * labels_per_row_) > 0;
   if (absl::Status s = Grow(std::min(max_rows_, kept_ + offered)); !s.ok()) return s;
-  if (offered == rows && kept_ + rows <= max_rows_) {
-    // Every row kept, as in most batches: one copy of the whole batch.
-    logits_.insert(logits_.end(), logits, logits + rows * logit_row_bytes_);
-    labels_.insert(labels_.end(), labels, labels + rows * labels_per_row_);
-    for (uint64_t r = 0; r < rows; ++r)
-      samples_ += SamplesIn(labels + r * labels_per_row_);
-    kept_ += rows;
-    offered_ += rows;
-    return absl::OkStatus();
+  uint64_t r = 0;
+  // While there is room every row with a sample is kept, in order: each run of them
+  // in one copy (the whole batch, in most batches).
+  while (r < rows && kept_ < max_rows_) {
+    const uint64_t begin = r;
+    uint64_t samples = 0;
+    for (; r < rows && kept_ + (r - begin) < max_rows_; ++r) {
+      const uint64_t s = SamplesIn(labels + r * labels_per_row_);
+      if (s == 0) break;
+      samples += s;
+    }
+    logits_.insert(logits_.end(), logits + begin * logit_row_bytes_,
+                   logits + r * logit_row_bytes_);
+    labels_.insert(labels_.end(), labels + begin * labels_per_row_,
+                   labels + r * labels_per_row_);
+    kept_ += r - begin;
+    offered_ += r - begin;
+    samples_ += samples;
+    if (r < rows && kept_ < max_rows_) ++r;  // stopped at a row without a sample
   }
-  for (uint64_t r = 0; r < rows; ++r) {
+  for (; r < rows; ++r) {
     const char* row_logits = logits + r * logit_row_bytes_;
     const int32_t* row_labels = labels + r * labels_per_row_;
     const uint64_t samples = SamplesIn(row_labels);
     if (samples == 0) continue;
-    if (kept_ < max_rows_) {
-      logits_.resize((kept_ + 1) * logit_row_bytes_);
-      labels_.resize((kept_ + 1) * labels_per_row_);
-      Put(kept_++, row_logits, row_labels);
+    const uint64_t slot = ReservoirDraw(seed_, offered_);
+    if (slot < max_rows_) {
+      samples_ -= SamplesIn(labels_.data() + slot * labels_per_row_);
       samples_ += samples;
-    } else {
-      const uint64_t slot = ReservoirDraw(seed_, offered_);
-      if (slot < max_rows_) {
-        samples_ -= SamplesIn(labels_.data() + slot * labels_per_row_);
-        samples_ += samples;
-        Put(slot, row_logits, row_labels);
-      }
+      Put(slot, row_logits, row_labels);
     }
     ++offered_;
   }

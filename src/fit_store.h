@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "calib/v1/calibration.pb.h"
+#include "src/huge_pages.h"
 #include "src/memory_budget.h"
 #include "src/row_kernel.h"
 
@@ -72,8 +73,8 @@ class FitStore {
   uint64_t kept_ = 0;
   uint64_t offered_ = 0;
   uint64_t samples_ = 0;
-  std::vector<char> logits_;
-  std::vector<int32_t> labels_;
+  LargeVector<char> logits_;
+  LargeVector<int32_t> labels_;
 };
 
 // The reservoir's draw for the row with 0-based index `index` among those offered:

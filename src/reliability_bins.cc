@@ -9,6 +9,7 @@
 
 #include "boost/math/policies/policy.hpp"
 #include "boost/math/special_functions/beta.hpp"
+#include "src/huge_pages.h"
 
 namespace calib {
 namespace {
@@ -251,7 +252,7 @@ void FillEqualMassBins(absl::Span<ConfidenceSample> samples, const EqualMassSpli
                        std::vector<MassBin>& bins) {
   const size_t n = samples.size();
   auto sort_all = [&] {
-    std::vector<ConfidenceSample> scratch(n);
+    LargeVector<ConfidenceSample> scratch(n);
     MsdRadixSort(samples.data(), scratch.data(), n);
     AddSorted(samples, 0, split, bins);
   };
@@ -276,7 +277,7 @@ void FillEqualMassBins(absl::Span<ConfidenceSample> samples, const EqualMassSpli
     }
   }
   if (crossing > n / 2) return sort_all();
-  std::vector<ConfidenceSample> gathered(crossing);
+  LargeVector<ConfidenceSample> gathered(crossing);
   std::vector<size_t> first_slot(slot);
   for (const ConfidenceSample& s : samples) {
     const size_t d = digit(s.confidence);
@@ -286,7 +287,7 @@ void FillEqualMassBins(absl::Span<ConfidenceSample> samples, const EqualMassSpli
       gathered[slot[d]++] = s;
     }
   }
-  std::vector<ConfidenceSample> scratch(crossing);
+  LargeVector<ConfidenceSample> scratch(crossing);
   for (size_t d = 0; d < kBuckets; ++d) {
     if (first_slot[d] == kWhole) continue;
     const size_t size = start[d + 1] - start[d];

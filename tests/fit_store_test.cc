@@ -124,7 +124,6 @@ TEST(FitStoreTest, BeyondTheCapKeepsAReservoirWhateverTheBatchSplit) {
 TEST(FitStoreTest, IgnoredRowsAreNotOfferedAndSamplesFollowReplacements) {
   // Multi-label rows of 2 labels: a row is offered when one of them is not ignored.
   MemoryReservation reservation(nullptr);
-  FitStore store(10 * (kClasses * 4 + 8), 3, kClasses, 2, 0, &reservation);
   std::vector<float> logits;
   std::vector<int32_t> labels;
   std::vector<uint64_t> offered_ids;
@@ -138,16 +137,24 @@ TEST(FitStoreTest, IgnoredRowsAreNotOfferedAndSamplesFollowReplacements) {
     samples_of.push_back(kind);
     if (kind != 0) offered_ids.push_back(r);
   }
-  ASSERT_TRUE(store
-                  .Add(v1::DTYPE_FLOAT32, reinterpret_cast<const char*>(logits.data()),
-                       labels.data(), 500)
-                  .ok());
   const std::vector<uint64_t> kept = ReferenceReservoir(3, offered_ids, 10);
-  EXPECT_EQ(KeptIds(store), kept);
   uint64_t samples = 0;
   for (uint64_t id : kept) samples += samples_of[id];
-  EXPECT_EQ(store.samples(), samples);
-  EXPECT_EQ(store.offered(), offered_ids.size());
+  // Whole, and in batches that end on and between ignored rows and across the cap.
+  for (uint64_t batch : {500, 1, 7, 14}) {
+    FitStore store(10 * (kClasses * 4 + 8), 3, kClasses, 2, 0, &reservation);
+    for (uint64_t begin = 0; begin < 500; begin += batch) {
+      const uint64_t n = std::min<uint64_t>(batch, 500 - begin);
+      ASSERT_TRUE(store
+                      .Add(v1::DTYPE_FLOAT32,
+                           reinterpret_cast<const char*>(&logits[begin * kClasses]),
+                           &labels[begin * 2], n)
+                      .ok());
+    }
+    EXPECT_EQ(KeptIds(store), kept) << "batches of " << batch;
+    EXPECT_EQ(store.samples(), samples) << "batches of " << batch;
+    EXPECT_EQ(store.offered(), offered_ids.size()) << "batches of " << batch;
+  }
 }
 
 TEST(FitStoreTest, EveryRowIsEquallyLikelyToBeKept) {
