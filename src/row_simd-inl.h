@@ -71,7 +71,11 @@ struct SrcHalf {
   template <class D>
   static HWY_INLINE hn::Vec<D> Load(D d, const Raw* p) {
     const hn::Rebind<Raw, D> dh;
-    return hn::PromoteTo(d, hn::LoadU(dh, p));
+    const hn::Vec<D> v = hn::PromoteTo(d, hn::LoadU(dh, p));
+#if HWY_TARGET >= HWY_SSE4
+    if constexpr (std::is_same_v<Raw, hwy::float16_t>) return WithNonFinite(d, p, v);
+#endif
+    return v;
   }
   template <class DD>
   static HWY_INLINE hn::Vec<DD> LoadWide(DD dd, const Raw* p) {
@@ -81,6 +85,24 @@ struct SrcHalf {
     uint16_t h;
     std::memcpy(&h, p, sizeof(h));
     return ToFloat(h);
+  }
+
+  // Highway 1.0.3 converts float16 without F16C (SSE4 and older, and the scalar
+  // fallbacks) as if exponent 31 were a normal one: infinities and NaNs came out as
+  // finite values near 2^16 and passed validation. Those lanes are set here from the
+  // bits (row_kernel_test checks every target).
+  template <class D>
+  static HWY_INLINE hn::Vec<D> WithNonFinite(D d, const Raw* p, hn::Vec<D> v) {
+    const hn::RebindToUnsigned<D> du;
+    const hn::Rebind<uint16_t, D> du16;
+    const auto bits =
+        hn::PromoteTo(du, hn::LoadU(du16, reinterpret_cast<const uint16_t*>(p)));
+    const auto exponent = hn::Set(du, 0x7C00u);
+    const auto special = hn::Eq(hn::And(bits, exponent), exponent);
+    const auto sign = hn::ShiftLeft<16>(hn::And(bits, hn::Set(du, 0x8000u)));
+    const auto payload = hn::ShiftLeft<13>(hn::And(bits, hn::Set(du, 0x3FFu)));
+    const auto wide = hn::Or(sign, hn::Or(hn::Set(du, 0x7F800000u), payload));
+    return hn::IfThenElse(hn::RebindMask(d, special), hn::BitCast(d, wide), v);
   }
 };
 using SrcF16 = SrcHalf<hwy::float16_t, HalfToFloat>;

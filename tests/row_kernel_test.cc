@@ -364,6 +364,55 @@ TEST(RowKernelTest, SoftmaxFinishMatchesLongDoubleOnEveryTarget) {
   }
 }
 
+// float16 and bfloat16 take their max and min on the raw 16-bit patterns: random
+// patterns (both zeros, subnormals, the largest finite values) in rows of every length
+// around the vectors of 16-bit lanes, against the decoded values' max and min; a NaN or
+// an infinity anywhere is flagged.
+TEST(RowKernelTest, HalfMaxAndMinMatchTheDecodedValuesOnEveryTarget) {
+  struct Half {
+    v1::DType dtype;
+    float (*decode)(uint16_t);
+  };
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    TargetScope scope(target);
+    std::mt19937 rng(11);
+    for (const Half& half : {Half{v1::DTYPE_FLOAT16, HalfToFloat},
+                             Half{v1::DTYPE_BFLOAT16, BFloat16ToFloat}}) {
+      for (uint32_t c = 1; c <= 140; ++c) {
+        std::vector<uint16_t> bits(c);
+        std::vector<float> values(c);
+        for (uint32_t k = 0; k < c; ++k) {
+          do {
+            bits[k] = static_cast<uint16_t>(rng());
+            if (rng() % 8 == 0) bits[k] &= 0x8000;  // a zero of either sign
+            values[k] = half.decode(bits[k]);
+          } while (!std::isfinite(values[k]));
+        }
+        const std::string where = std::string(hwy::TargetName(target)) +
+                                  " dtype=" + std::to_string(half.dtype) +
+                                  " C=" + std::to_string(c);
+        SoftmaxRowStats st;
+        SoftmaxRowSimd(half.dtype, reinterpret_cast<const char*>(bits.data()), c, 1.0, -1,
+                       &st);
+        ASSERT_TRUE(st.finite) << where;
+        EXPECT_EQ(st.max, *std::max_element(values.begin(), values.end())) << where;
+        EXPECT_EQ(st.min, *std::min_element(values.begin(), values.end())) << where;
+        // NaN (either sign), then the infinities.
+        const uint16_t exponent = half.dtype == v1::DTYPE_FLOAT16 ? 0x7C00 : 0x7F80;
+        for (uint16_t bad : {static_cast<uint16_t>(exponent | 1),
+                             static_cast<uint16_t>(0x8000 | exponent | 1), exponent,
+                             static_cast<uint16_t>(0x8000 | exponent)}) {
+          std::vector<uint16_t> with_bad = bits;
+          with_bad[rng() % c] = bad;
+          SoftmaxRowSimd(half.dtype, reinterpret_cast<const char*>(with_bad.data()), c,
+                         1.0, -1, &st);
+          EXPECT_FALSE(st.finite) << where << " with " << bad;
+        }
+      }
+    }
+  }
+}
+
 TEST(RowKernelTest, NonFiniteValuesAreFlaggedOnEveryTarget) {
   const double kBad[] = {std::numeric_limits<double>::quiet_NaN(),
                          std::numeric_limits<double>::infinity(),
