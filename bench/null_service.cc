@@ -6,7 +6,6 @@
 //   null_service [--listen 127.0.0.1:0] [--max-message-bytes 67108864]
 // Runs until killed. Not for production: no limits, no checks, no health service.
 #include <grpcpp/grpcpp.h>
-#include <malloc.h>
 
 #include <cstdint>
 #include <cstdio>
@@ -16,6 +15,7 @@
 #include <string>
 
 #include "calib/v1/calibration.grpc.pb.h"
+#include "server/keep_freed_memory.h"
 
 namespace calib {
 namespace {
@@ -82,10 +82,9 @@ int Serve(int argc, char** argv) {
       return 2;
     }
   }
-  // calibd's allocator settings (server/main.cc, KeepFreedMemory): without them every
-  // message lands on fresh pages, and the page faults, not the wire, set the pace.
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  // calibd's allocator settings: without them every message lands on fresh pages, and
+  // the page faults, not the wire, set the pace.
+  KeepFreedMemory();
   NullService service(max_message_bytes);
   grpc::ServerBuilder builder;
   int port = 0;

@@ -9,7 +9,6 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/impl/server_builder_option.h>
 #include <grpcpp/impl/server_builder_plugin.h>
-#include <malloc.h>
 #include <prometheus/exposer.h>
 #include <pthread.h>
 #include <signal.h>
@@ -27,6 +26,7 @@
 #include "server/admission.h"
 #include "server/auth.h"
 #include "server/calibration_service.h"
+#include "server/keep_freed_memory.h"
 #include "server/server_metrics.h"
 #include "server/server_options.h"
 #include "server/transport.h"
@@ -48,18 +48,6 @@ class WithoutReflection final : public grpc::ServerBuilderOption {
     });
   }
 };
-
-// Parsing a message frees the previous one's bytes, and glibc would return such large
-// blocks to the kernel (munmap above 128 KiB at first, trim above 128 KiB of free top),
-// so batch after batch would land on fresh pages, whose first touch costs more than the
-// arithmetic on them on a VM (calibd's minor faults over one 400 MB stream: ~60,000
-// before, ~0 once warm after). Keeping blocks up to 32 MiB (glibc's largest threshold; a
-// message is at most half of --max-message-bytes) and 256 MiB of free heap lets the next
-// batch reuse mapped pages; RSS levels off at the working set.
-void KeepFreedMemory() {
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  mallopt(M_TRIM_THRESHOLD, 256 << 20);
-}
 
 int Serve(const ServerOptions& options) {
   KeepFreedMemory();

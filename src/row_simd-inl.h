@@ -71,9 +71,10 @@ struct SrcHalf {
   template <class D>
   static HWY_INLINE hn::Vec<D> Load(D d, const Raw* p) {
     const hn::Rebind<Raw, D> dh;
-    const hn::Vec<D> v = hn::PromoteTo(d, hn::LoadU(dh, p));
+    const auto raw = hn::LoadU(dh, p);
+    const hn::Vec<D> v = hn::PromoteTo(d, raw);
 #if HWY_TARGET >= HWY_SSE4
-    if constexpr (std::is_same_v<Raw, hwy::float16_t>) return WithNonFinite(d, p, v);
+    if constexpr (std::is_same_v<Raw, hwy::float16_t>) return WithNonFinite(d, raw, v);
 #endif
     return v;
   }
@@ -91,12 +92,11 @@ struct SrcHalf {
   // fallbacks) as if exponent 31 were a normal one: infinities and NaNs came out as
   // finite values near 2^16 and passed validation. Those lanes are set here from the
   // bits (row_kernel_test checks every target).
-  template <class D>
-  static HWY_INLINE hn::Vec<D> WithNonFinite(D d, const Raw* p, hn::Vec<D> v) {
+  template <class D, class VH>
+  static HWY_INLINE hn::Vec<D> WithNonFinite(D d, VH raw, hn::Vec<D> v) {
     const hn::RebindToUnsigned<D> du;
     const hn::Rebind<uint16_t, D> du16;
-    const auto bits =
-        hn::PromoteTo(du, hn::LoadU(du16, reinterpret_cast<const uint16_t*>(p)));
+    const auto bits = hn::PromoteTo(du, hn::BitCast(du16, raw));
     const auto exponent = hn::Set(du, 0x7C00u);
     const auto special = hn::Eq(hn::And(bits, exponent), exponent);
     const auto sign = hn::ShiftLeft<16>(hn::And(bits, hn::Set(du, 0x8000u)));
