@@ -8,7 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "client/mapped_file.h"
+#include "client/read_only_file.h"
 #include "src/status_macros.h"
 
 namespace calib {
@@ -37,22 +37,12 @@ std::optional<Number> ParseNumber(absl::string_view field) {
   return n;
 }
 
-template <typename T>
-Array MakeArray(v1::DType dtype, std::vector<T> values, std::vector<uint64_t> shape) {
-  auto owned = std::make_shared<std::vector<T>>(std::move(values));
-  Array array;
-  array.dtype = dtype;
-  array.shape = std::move(shape);
-  array.data = std::string_view(reinterpret_cast<const char*>(owned->data()),
-                                owned->size() * sizeof(T));
-  array.storage = std::move(owned);
-  return array;
-}
-
 }  // namespace
 
 absl::StatusOr<Array> ReadCsv(const std::string& path, CsvNumbers numbers) {
-  CALIB_ASSIGN_OR_RETURN(MappedFile file, MapFile(path));
+  CALIB_ASSIGN_OR_RETURN(const std::unique_ptr<ReadOnlyFile> file,
+                         ReadOnlyFile::Open(path));
+  CALIB_ASSIGN_OR_RETURN(const std::string text, file->ReadAll());
   std::vector<double> reals;
   std::vector<int64_t> integers;
   bool all_integers = numbers == CsvNumbers::kInt64IfIntegral;
@@ -61,8 +51,7 @@ absl::StatusOr<Array> ReadCsv(const std::string& path, CsvNumbers numbers) {
   size_t rows = 0;
   size_t line_number = 0;
   std::vector<std::optional<Number>> parsed;
-  const absl::string_view contents(file.contents.data(), file.contents.size());
-  for (absl::string_view line : absl::StrSplit(contents, '\n')) {
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
     ++line_number;
     line = absl::StripAsciiWhitespace(line);  // also the '\r' of CRLF files
     if (line.empty()) continue;
@@ -116,8 +105,8 @@ absl::StatusOr<Array> ReadCsv(const std::string& path, CsvNumbers numbers) {
   }
   std::vector<uint64_t> shape = {rows};
   if (fields_per_row > 1) shape.push_back(fields_per_row);
-  if (all_integers) return MakeArray(v1::DTYPE_INT64, std::move(integers), shape);
-  return MakeArray(v1::DTYPE_FLOAT64, std::move(reals), shape);
+  if (all_integers) return MemoryArray(v1::DTYPE_INT64, shape, std::move(integers));
+  return MemoryArray(v1::DTYPE_FLOAT64, shape, std::move(reals));
 }
 
 }  // namespace calib

@@ -5,12 +5,14 @@
 #ifndef CALIB_CLIENT_INPUT_FILES_H_
 #define CALIB_CLIENT_INPUT_FILES_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "calib/v1/calibration.pb.h"
 #include "client/array.h"
+#include "src/tensor.h"
 
 namespace calib {
 
@@ -20,10 +22,20 @@ struct EvalInput {
   uint32_t num_classes = 0;
   uint64_t rows = 0;
   uint32_t labels_per_row = 0;  // 1, or num_classes for multi-label SIGMOID
+
+  uint64_t logits_row_bytes() const { return num_classes * DTypeSize(logits.dtype); }
+  uint64_t labels_row_bytes() const { return labels_per_row * DTypeSize(labels.dtype); }
 };
 
-// Reads a .npy (mapped, not copied) or a .csv; .csv logits are float64, .csv labels
-// int64 when whole numbers, else float64.
+// Rows per chunk (a batch message, a read): as many whole rows as fit in `chunk_bytes`
+// of logits and labels, and at least one.
+inline uint64_t RowsPerChunk(const EvalInput& input, uint64_t chunk_bytes) {
+  return std::max<uint64_t>(
+      1, chunk_bytes / (input.logits_row_bytes() + input.labels_row_bytes()));
+}
+
+// Reads a .npy (its header; the data stays in the file) or a .csv; .csv logits are
+// float64, .csv labels int64 when whole numbers, else float64.
 absl::StatusOr<Array> ReadArrayFile(const std::string& path, bool labels);
 
 // `activation` decides only how many labels a row has (UNSPECIFIED: SOFTMAX when the

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <iostream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -17,6 +18,7 @@
 #include "client/remote.h"
 #include "client/report_json.h"
 #include "client/report_table.h"
+#include "client/row_chunks.h"
 #include "src/evaluator.h"
 #include "src/options.h"
 #include "src/status_macros.h"
@@ -26,6 +28,9 @@ namespace {
 
 constexpr int kFailure = 1;
 constexpr int kUsage = 2;
+// Logits and labels bytes read per chunk in process: on 100,000 x 1,000 float32, 8 MiB
+// was measured faster than 1, 2, 4, 32 and 64 MiB.
+constexpr uint64_t kInProcessChunkBytes = uint64_t{8} << 20;
 
 int Fail(const absl::Status& status, int exit_code) {
   std::cerr << "calib: " << status.message() << std::endl;
@@ -43,8 +48,14 @@ absl::StatusOr<v1::Report> EvaluateInProcess(const v1::EvaluationConfig& config,
   CALIB_ASSIGN_OR_RETURN(
       std::unique_ptr<Evaluator> evaluator,
       Evaluator::Create(config, StoreLimits{.fit_store_bytes = fit_store_bytes}));
-  CALIB_RETURN_IF_ERROR(evaluator->Add({input.logits.dtype, input.logits.data},
-                                       {input.labels.dtype, input.labels.data}));
+  RowChunks chunks(input, kInProcessChunkBytes);
+  std::string_view logits, labels;
+  while (true) {
+    CALIB_ASSIGN_OR_RETURN(const bool more, chunks.Next(&logits, &labels));
+    if (!more) break;
+    CALIB_RETURN_IF_ERROR(
+        evaluator->Add({input.logits.dtype, logits}, {input.labels.dtype, labels}));
+  }
   return evaluator->Finish();
 }
 

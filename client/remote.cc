@@ -135,11 +135,10 @@ std::shared_ptr<grpc::Channel> OpenChannel(const std::string& server,
   return grpc::CreateCustomChannel(server, grpc::SslCredentials(ssl), args);
 }
 
-// The messages of EvaluateStream as raw bytes, so that a batch goes from the mapped file
-// to the socket without a copy: each message is its few bytes of protobuf framing plus
-// slices that borrow the rows from the input's storage (and keep it alive for as long
-// as gRPC holds them). The server parses the same EvaluateStreamRequest as from a
-// generated stub.
+// The messages of EvaluateStream as raw bytes: each message is its few bytes of
+// protobuf framing plus two slices into which the rows are read straight from the
+// input's files, the one copy between the file and the socket. The server parses the
+// same EvaluateStreamRequest as from a generated stub.
 class BatchMessages {
  public:
   BatchMessages(const EvalInput& input, uint64_t rows_per_chunk)
@@ -147,33 +146,39 @@ class BatchMessages {
 
   bool done() const { return next_row_ >= input_.rows; }
 
-  // The next batch; call only while !done().
-  grpc::ByteBuffer Next() {
-    const uint64_t rows = std::min(rows_per_chunk_, input_.rows - next_row_);
-    const uint64_t logits_row = input_.num_classes * DTypeSize(input_.logits.dtype);
-    const uint64_t labels_row = input_.labels_per_row * DTypeSize(input_.labels.dtype);
-    const std::string_view logits =
-        input_.logits.data.substr(next_row_ * logits_row, rows * logits_row);
-    const std::string_view labels =
-        input_.labels.data.substr(next_row_ * labels_row, rows * labels_row);
+  // The next batch; call only while !done(). A read's error names the file.
+  absl::StatusOr<grpc::ByteBuffer> Next() {
+    const uint64_t row = next_row_;
+    const uint64_t rows = std::min(rows_per_chunk_, input_.rows - row);
     next_row_ += rows;
+    const uint64_t logits_size = rows * input_.logits_row_bytes();
+    const uint64_t labels_size = rows * input_.labels_row_bytes();
+    grpc::Slice logits(logits_size);
+    grpc::Slice labels(labels_size);
+    CALIB_RETURN_IF_ERROR(input_.logits.Read(row * input_.logits_row_bytes(), logits_size,
+                                             Writable(logits)));
+    CALIB_RETURN_IF_ERROR(input_.labels.Read(row * input_.labels_row_bytes(), labels_size,
+                                             Writable(labels)));
 
     // EvaluateStreamRequest{batch = 2: Batch{logits = 1, labels = 2: Tensor}};
     // Tensor{dtype = 1: varint, data = 2: bytes}.
-    const std::string logits_head = TensorHead(1, input_.logits.dtype, logits.size());
-    const std::string labels_head = TensorHead(2, input_.labels.dtype, labels.size());
+    const std::string logits_head = TensorHead(1, input_.logits.dtype, logits_size);
+    const std::string labels_head = TensorHead(2, input_.labels.dtype, labels_size);
     std::string head;
     PutTag(2, &head);
-    PutVarint(logits_head.size() + logits.size() + labels_head.size() + labels.size(),
-              &head);
+    PutVarint(logits_head.size() + logits_size + labels_head.size() + labels_size, &head);
     head += logits_head;
-    const grpc::Slice slices[] = {
-        grpc::Slice(head), Borrow(logits, input_.logits.storage),
-        grpc::Slice(labels_head), Borrow(labels, input_.labels.storage)};
+    const grpc::Slice slices[] = {grpc::Slice(head), logits, grpc::Slice(labels_head),
+                                  labels};
     return grpc::ByteBuffer(slices, 4);
   }
 
  private:
+  // A slice just allocated is this message's alone until it is sent.
+  static char* Writable(const grpc::Slice& slice) {
+    return reinterpret_cast<char*>(const_cast<uint8_t*>(slice.begin()));
+  }
+
   // The tag of length-delimited field `field`.
   static void PutTag(int field, std::string* out) {
     out->push_back(static_cast<char>(field << 3 | 2));
@@ -199,17 +204,6 @@ class BatchMessages {
     return head + tensor;
   }
 
-  static grpc::Slice Borrow(std::string_view bytes,
-                            const std::shared_ptr<const void>& storage) {
-    if (bytes.empty()) return grpc::Slice();
-    return grpc::Slice(const_cast<char*>(bytes.data()), bytes.size(), &ReleaseStorage,
-                       new std::shared_ptr<const void>(storage));
-  }
-
-  static void ReleaseStorage(void* storage) {
-    delete static_cast<std::shared_ptr<const void>*>(storage);
-  }
-
   const EvalInput& input_;
   const uint64_t rows_per_chunk_;
   uint64_t next_row_ = 0;
@@ -222,7 +216,8 @@ class BatchMessages {
 class StreamCall {
  public:
   StreamCall(grpc::GenericStub* stub, grpc::ClientContext* context)
-      : call_(stub->PrepareCall(context, kEvaluateStreamMethod, &queue_)) {}
+      : context_(context),
+        call_(stub->PrepareCall(context, kEvaluateStreamMethod, &queue_)) {}
 
   ~StreamCall() {
     queue_.Shutdown();
@@ -233,9 +228,10 @@ class StreamCall {
   }
 
   // Sends `config` then every batch, half-closes and returns the call's status; false
-  // in *all_sent when the server ended the call before taking every message.
+  // in *all_sent when the server ended the call before taking every message. A batch
+  // that cannot be read cancels the call, and *read_status says why.
   grpc::Status Run(const v1::EvaluationConfig& config, BatchMessages* batches,
-                   bool* all_sent) {
+                   bool* all_sent, absl::Status* read_status) {
     call_->StartCall(Tag(kStart));
     bool open = Await(kStart);
     if (open) call_->Read(&response_, Tag(kRead));
@@ -249,7 +245,14 @@ class StreamCall {
       call_->Write(message, Tag(kWrite));
       open = Await(kWrite);
       if (!open || batches->done()) break;
-      message = batches->Next();
+      absl::StatusOr<grpc::ByteBuffer> next = batches->Next();
+      if (!next.ok()) {
+        *read_status = next.status();
+        context_->TryCancel();
+        open = false;
+        break;
+      }
+      message = *std::move(next);
     }
     *all_sent = open;
     if (open) {
@@ -281,6 +284,7 @@ class StreamCall {
     return false;
   }
 
+  grpc::ClientContext* const context_;
   grpc::CompletionQueue queue_;
   std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call_;
   grpc::ByteBuffer response_;
@@ -312,20 +316,15 @@ absl::StatusOr<ConnectionSecurity> LoadConnectionSecurity(const SecurityFiles& f
   return security;
 }
 
-uint64_t RowsPerChunk(const EvalInput& input, uint64_t chunk_bytes) {
-  const uint64_t row_bytes = input.num_classes * DTypeSize(input.logits.dtype) +
-                             input.labels_per_row * DTypeSize(input.labels.dtype);
-  return std::max<uint64_t>(1, chunk_bytes / row_bytes);
-}
-
 absl::StatusOr<v1::Report> EvaluateRemote(const std::string& server,
                                           const v1::EvaluationConfig& config,
                                           const EvalInput& input, uint64_t chunk_bytes,
                                           const ConnectionSecurity& security) {
-  const uint64_t logits_row = input.num_classes * DTypeSize(input.logits.dtype);
-  const uint64_t labels_row = input.labels_per_row * DTypeSize(input.labels.dtype);
-  const std::shared_ptr<grpc::Channel> channel = OpenChannel(
-      server, RowsPerChunk(input, chunk_bytes) * (logits_row + labels_row), security);
+  const std::shared_ptr<grpc::Channel> channel =
+      OpenChannel(server,
+                  RowsPerChunk(input, chunk_bytes) *
+                      (input.logits_row_bytes() + input.labels_row_bytes()),
+                  security);
 
   // Messages stay within half the server's limit, whatever --chunk-bytes asks.
   auto stub = v1::CalibrationService::NewStub(channel);
@@ -345,7 +344,9 @@ absl::StatusOr<v1::Report> EvaluateRemote(const std::string& server,
   BatchMessages batches(input, RowsPerChunk(input, chunk_bytes));
   StreamCall call(&generic, &context);
   bool all_sent = false;
-  const grpc::Status status = call.Run(config, &batches, &all_sent);
+  absl::Status read_status;
+  const grpc::Status status = call.Run(config, &batches, &all_sent, &read_status);
+  if (!read_status.ok()) return read_status;
   if (!status.ok()) return FromGrpc(status, "EvaluateStream", server);
   if (!all_sent) {
     return absl::UnavailableError(absl::StrCat(

@@ -42,10 +42,6 @@ struct ConnectionSecurity {
 // INVALID_ARGUMENT naming the flag and the path. The token loses its trailing whitespace.
 absl::StatusOr<ConnectionSecurity> LoadConnectionSecurity(const SecurityFiles& files);
 
-// Rows per batch message: as many whole rows as fit in `chunk_bytes` of logits and
-// labels, and at least one.
-uint64_t RowsPerChunk(const EvalInput& input, uint64_t chunk_bytes);
-
 // `config` must already carry num_classes. The stream sends the config, then the rows
 // in order, RowsPerChunk of them per message, then half-closes and waits for the Report.
 absl::StatusOr<v1::Report> EvaluateRemote(const std::string& server,

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/array_test_util.h"
+
 namespace calib {
 namespace {
 
@@ -22,8 +24,9 @@ std::string WriteFile(const std::string& name, const std::string& contents) {
 
 template <typename T>
 std::vector<T> Values(const Array& array) {
-  std::vector<T> out(array.data.size() / sizeof(T));
-  std::memcpy(out.data(), array.data.data(), array.data.size());
+  const std::string bytes = ArrayBytesOf(array);
+  std::vector<T> out(bytes.size() / sizeof(T));
+  std::memcpy(out.data(), bytes.data(), bytes.size());
   return out;
 }
 

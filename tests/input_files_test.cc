@@ -6,6 +6,8 @@
 #include <fstream>
 #include <string>
 
+#include "tests/array_test_util.h"
+
 namespace calib {
 namespace {
 
@@ -19,17 +21,9 @@ std::string WriteCsv(const std::string& name, const std::string& contents) {
 
 // A .npy of float32 zeros of the given shape ("(2, 3, 4)"), as np.save writes it.
 std::string WriteNpy(const std::string& name, const std::string& shape, size_t count) {
-  std::string header =
-      "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }";
-  header.append((64 - (10 + header.size() + 1) % 64) % 64, ' ');
-  header.push_back('\n');
-  std::string file = "\x93NUMPY\x01";
-  file.push_back('\0');
-  file.push_back(static_cast<char>(header.size() & 0xff));
-  file.push_back(static_cast<char>(header.size() >> 8));
-  file += header + std::string(4 * count, '\0');
   const std::string path = ::testing::TempDir() + "/input_files_test_" + name;
-  std::ofstream(path, std::ios::binary) << file;
+  std::ofstream(path, std::ios::binary)
+      << NpyBytes(1, Dict("<f4", shape), std::string(4 * count, '\0'));
   return path;
 }
 

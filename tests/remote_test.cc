@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <random>
 #include <string>
@@ -19,7 +21,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "calib/v1/calibration.pb.h"
+#include "client/input_files.h"
 #include "src/evaluator.h"
+#include "tests/array_test_util.h"
 #include "tests/server_test_util.h"
 
 namespace calib {
@@ -36,27 +40,19 @@ constexpr uint64_t kRowBytes = kClasses * 4 + 8;
 
 // `rows` rows of 5 float32 logits and int64 labels.
 EvalInput MakeInput(uint64_t rows, int64_t bad_label_row = -1) {
-  auto logits = std::make_shared<std::vector<float>>(rows * kClasses);
-  auto labels = std::make_shared<std::vector<int64_t>>(rows);
+  std::vector<float> logits(rows * kClasses);
+  std::vector<int64_t> labels(rows);
   std::mt19937 rng(7);
   std::normal_distribution<float> normal(0.0f, 2.0f);
-  for (float& z : *logits) z = normal(rng);
-  for (uint64_t i = 0; i < rows; ++i) (*labels)[i] = (i * 3) % kClasses;
-  if (bad_label_row >= 0) (*labels)[bad_label_row] = 7;
+  for (float& z : logits) z = normal(rng);
+  for (uint64_t i = 0; i < rows; ++i) labels[i] = (i * 3) % kClasses;
+  if (bad_label_row >= 0) labels[bad_label_row] = 7;
   EvalInput in;
   in.num_classes = kClasses;
   in.rows = rows;
   in.labels_per_row = 1;
-  in.logits = {v1::DTYPE_FLOAT32,
-               {rows, kClasses},
-               std::string_view(reinterpret_cast<const char*>(logits->data()),
-                                logits->size() * sizeof(float)),
-               logits};
-  in.labels = {v1::DTYPE_INT64,
-               {rows},
-               std::string_view(reinterpret_cast<const char*>(labels->data()),
-                                labels->size() * sizeof(int64_t)),
-               labels};
+  in.logits = MemoryArray(v1::DTYPE_FLOAT32, {rows, kClasses}, std::move(logits));
+  in.labels = MemoryArray(v1::DTYPE_INT64, {rows}, std::move(labels));
   return in;
 }
 
@@ -71,10 +67,10 @@ v1::EvaluationConfig Config() {
 v1::Report InProcess(const EvalInput& in) {
   auto evaluator = Evaluator::Create(Config());
   EXPECT_TRUE(evaluator.ok()) << evaluator.status();
-  EXPECT_TRUE(
-      (*evaluator)
-          ->Add({in.logits.dtype, in.logits.data}, {in.labels.dtype, in.labels.data})
-          .ok());
+  EXPECT_TRUE((*evaluator)
+                  ->Add({in.logits.dtype, ArrayBytesOf(in.logits)},
+                        {in.labels.dtype, ArrayBytesOf(in.labels)})
+                  .ok());
   auto report = (*evaluator)->Finish();
   EXPECT_TRUE(report.ok()) << report.status();
   return *report;
@@ -164,9 +160,9 @@ TEST_F(RemoteTest, ServerErrorsKeepTheirCodeAndMessage) {
   const EvalInput in = MakeInput(100, /*bad_label_row=*/42);
   auto evaluator = Evaluator::Create(Config());
   ASSERT_TRUE(evaluator.ok());
-  const absl::Status local =
-      (*evaluator)
-          ->Add({in.logits.dtype, in.logits.data}, {in.labels.dtype, in.labels.data});
+  const absl::Status local = (*evaluator)
+                                 ->Add({in.logits.dtype, ArrayBytesOf(in.logits)},
+                                       {in.labels.dtype, ArrayBytesOf(in.labels)});
   ASSERT_EQ(local.code(), absl::StatusCode::kInvalidArgument);
   auto report = EvaluateRemote(address_, Config(), in, 10 * kRowBytes);
   ASSERT_FALSE(report.ok());
@@ -201,6 +197,28 @@ TEST_F(RemoteTest, HealthReportsTheServingStatus) {
   EXPECT_EQ(unknown.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(std::string(unknown.status().message()),
               HasSubstr("health check to " + address_ + " failed: NOT_FOUND: "));
+}
+
+// The rows are read from the files while the stream runs: a logits file cut short after
+// it was opened cancels the call, and the error names the file.
+TEST_F(RemoteTest, AFileCutShortCancelsTheStreamAndNamesTheFile) {
+  const EvalInput rows = MakeInput(1000);
+  const std::string base = ::testing::TempDir() + "/remote_test_cut";
+  std::ofstream(base + "_logits.npy", std::ios::binary)
+      << NpyBytes(1, Dict("<f4", "(1000, 5)"), ArrayBytesOf(rows.logits));
+  std::ofstream(base + "_labels.npy", std::ios::binary)
+      << NpyBytes(1, Dict("<i8", "(1000,)"), ArrayBytesOf(rows.labels));
+  auto in = LoadEvalInput(base + "_logits.npy", base + "_labels.npy",
+                          v1::ACTIVATION_UNSPECIFIED);
+  ASSERT_TRUE(in.ok()) << in.status();
+  std::filesystem::resize_file(base + "_logits.npy",
+                               std::filesystem::file_size(base + "_logits.npy") / 2);
+  auto report = EvaluateRemote(address_, Config(), *in, 10 * kRowBytes);
+  ASSERT_FALSE(report.ok());
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(report.status().message()), HasSubstr(base + "_logits.npy"));
+  EXPECT_TRUE(server_->WaitForStderr("status=CANCELLED", std::chrono::seconds(10)))
+      << server_->ReadStderr();
 }
 
 // A TCP port bound on loopback but not listening: connections to it are refused, and
