@@ -198,18 +198,18 @@ def make_files(directory, rows, classes):
     logits_path = os.path.join(directory, f"logits_{rows}x{classes}.npy")
     labels_path = os.path.join(directory, f"labels_{rows}x{classes}.npy")
     labels = rng.integers(0, classes, rows, dtype=np.int64)
-    logits = np.lib.format.open_memmap(logits_path, mode="w+", dtype=np.float32,
-                                       shape=(rows, classes))
     block = max(1, (64 << 20) // (classes * 4))
-    for first in range(0, rows, block):
-        z = logits[first:first + block]
-        z[...] = rng.standard_normal(z.shape, dtype=np.float32) * 2
-        y = labels[first:first + block]
-        # 70% of the rows put a margin on their label, the rest on a wrong class.
-        target = np.where(rng.random(len(y)) < 0.7, y, (y + 1) % classes)
-        z[np.arange(len(y)), target] += 8
-    logits.flush()
-    del logits
+
+    def blocks():
+        for first in range(0, rows, block):
+            y = labels[first:first + block]
+            z = rng.standard_normal((len(y), classes), dtype=np.float32) * 2
+            # 70% of the rows put a margin on their label, the rest on a wrong class.
+            target = np.where(rng.random(len(y)) < 0.7, y, (y + 1) % classes)
+            z[np.arange(len(y)), target] += 8
+            yield z
+
+    bu.save_npy_blocks(logits_path, (rows, classes), np.float32, blocks())
     np.save(labels_path, labels)
     return logits_path, labels_path
 

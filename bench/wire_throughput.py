@@ -23,13 +23,9 @@ def make_files(directory: str, rows: int, classes: int) -> tuple:
     rng = np.random.default_rng(0)
     logits_path = os.path.join(directory, "logits.npy")
     labels_path = os.path.join(directory, "labels.npy")
-    logits = np.lib.format.open_memmap(logits_path, mode="w+", dtype=np.float32,
-                                       shape=(rows, classes))
-    for first in range(0, rows, 4096):
-        block = logits[first:first + 4096]
-        block[...] = rng.standard_normal(block.shape, dtype=np.float32) * 3
-    logits.flush()
-    del logits
+    blocks = (rng.standard_normal((min(4096, rows - first), classes), dtype=np.float32) * 3
+              for first in range(0, rows, 4096))
+    bu.save_npy_blocks(logits_path, (rows, classes), np.float32, blocks)
     np.save(labels_path, rng.integers(0, classes, rows, dtype=np.int64))
     return logits_path, labels_path, rows * classes * 4 + rows * 8
 

@@ -47,7 +47,8 @@ absl::StatusOr<v1::Report> EvaluateInProcess(const v1::EvaluationConfig& config,
                                              uint64_t fit_store_bytes) {
   CALIB_ASSIGN_OR_RETURN(
       std::unique_ptr<Evaluator> evaluator,
-      Evaluator::Create(config, StoreLimits{.fit_store_bytes = fit_store_bytes}));
+      Evaluator::Create(config, StoreLimits{.fit_store_bytes = fit_store_bytes,
+                                            .expected_rows = input.rows}));
   RowChunks chunks(input, kInProcessChunkBytes);
   std::string_view logits, labels;
   while (true) {

@@ -47,9 +47,10 @@ absl::Status FitStore::Grow(uint64_t rows) {
     return reservation_->Grow((target - capacity_) * per_row + old_bytes,
                               "the fit store");
   };
-  // Geometric growth keeps the copies linear; the exact size is the fallback when the
-  // budget has no room for the geometric one.
-  uint64_t target = std::min(max_rows_, std::max({rows, capacity_ * 2, kFirstRows}));
+  // Geometric growth keeps the copies linear, and the rows the caller expects need no
+  // copy at all; the exact size is the fallback when the budget has no room for these.
+  uint64_t target =
+      std::min(max_rows_, std::max({rows, capacity_ * 2, kFirstRows, expected_rows_}));
   absl::Status status = grow_to(target);
   if (!status.ok() && target > rows) {
     target = rows;

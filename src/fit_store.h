@@ -24,15 +24,17 @@ class FitStore {
  public:
   // Rows of `num_classes` logits and `labels_per_row` labels. `extra_bytes_per_row` is
   // reserved with each kept row for what the caller later builds from it.
-  // `reservation` must outlive the store.
+  // `reservation` must outlive the store. With `expected_rows` (0: unknown) the first
+  // growth makes room for that many rows, within the cap, when the reservation allows.
   FitStore(uint64_t max_bytes, uint64_t seed, uint32_t num_classes,
            uint32_t labels_per_row, uint64_t extra_bytes_per_row,
-           MemoryReservation* reservation)
+           MemoryReservation* reservation, uint64_t expected_rows = 0)
       : max_bytes_(max_bytes),
         seed_(seed),
         num_classes_(num_classes),
         labels_per_row_(labels_per_row),
         extra_bytes_per_row_(extra_bytes_per_row),
+        expected_rows_(expected_rows),
         reservation_(reservation) {}
 
   // Offers `rows` rows of `dtype` logits (one dtype per store, fixed by the first call
@@ -65,6 +67,7 @@ class FitStore {
   const uint32_t num_classes_;
   const uint32_t labels_per_row_;
   const uint64_t extra_bytes_per_row_;
+  const uint64_t expected_rows_;
   MemoryReservation* const reservation_;
   v1::DType dtype_ = v1::DTYPE_UNSPECIFIED;
   uint64_t logit_row_bytes_ = 0;

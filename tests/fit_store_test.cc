@@ -207,6 +207,42 @@ TEST(FitStoreTest, GrowthIsReservedAndRefusedWhenTheBudgetIsFull) {
   EXPECT_EQ(reservation.bytes(), budget.reserved());
 }
 
+TEST(FitStoreTest, ExpectedRowsGetRoomAtTheFirstBatchWithinTheCapAndTheBudget) {
+  const Rows rows(5000);
+  MemoryReservation plain_reservation(nullptr);
+  FitStore plain(1 << 20, 9, kClasses, 1, kExtra, &plain_reservation);
+  ASSERT_TRUE(Offer(plain, rows, 10).ok());
+
+  MemoryReservation reservation(nullptr);
+  FitStore store(1 << 20, 9, kClasses, 1, kExtra, &reservation, 5000);
+  ASSERT_TRUE(Offer(store, Rows(10), 10).ok());
+  EXPECT_EQ(reservation.bytes(), 5000 * (kRowBytes + kExtra));
+  const char* first = store.rows().logits;
+  // The rest of the rows, in small batches: no growth, so the rows never move.
+  for (uint64_t begin = 10; begin < 5000; begin += 10) {
+    ASSERT_TRUE(store
+                    .Add(v1::DTYPE_FLOAT32,
+                         reinterpret_cast<const char*>(&rows.logits[begin * kClasses]),
+                         &rows.labels[begin], 10)
+                    .ok());
+  }
+  EXPECT_EQ(store.rows().logits, first);
+  EXPECT_EQ(KeptIds(store), KeptIds(plain));
+
+  // More than the cap holds: room for the cap's rows only.
+  MemoryReservation capped_reservation(nullptr);
+  FitStore capped(100 * kRowBytes, 9, kClasses, 1, kExtra, &capped_reservation, 5000);
+  ASSERT_TRUE(Offer(capped, rows, 10).ok());
+  EXPECT_EQ(capped_reservation.bytes(), 100 * (kRowBytes + kExtra));
+
+  // More than the budget allows: the store grows as it would without the hint.
+  MemoryBudget budget(5000, "--memory-budget-bytes");
+  MemoryReservation budget_reservation(&budget);
+  FitStore budgeted(1 << 20, 9, kClasses, 1, kExtra, &budget_reservation, 5000);
+  ASSERT_TRUE(Offer(budgeted, Rows(10), 10).ok());
+  EXPECT_LE(budget.reserved(), 5000u);
+}
+
 TEST(FitStoreTest, ACapBelowOneRowStillKeepsOne) {
   MemoryReservation reservation(nullptr);
   FitStore store(1, 5, kClasses, 1, 0, &reservation);
