@@ -59,8 +59,9 @@ absl::Status ReadOnlyFile::Read(uint64_t offset, uint64_t n, char* dst) const {
     if (got < 0 && errno == EINTR) continue;
     if (got < 0) return ErrnoError(path_, "read", errno);
     if (got == 0) {
-      return absl::DataLossError(
-          absl::StrCat(path_, ": ended at byte ", offset + done, " while being read"));
+      return absl::DataLossError(absl::StrCat(path_, ": ended at byte ", offset + done,
+                                              " while being read (it was ", size_,
+                                              " bytes when opened)"));
     }
     done += static_cast<uint64_t>(got);
   }

@@ -135,11 +135,11 @@ absl::Status BearerToken::Check(const grpc::ServerContextBase& context) const {
 }
 
 grpc::ServerUnaryReactor* TokenCheckedService::Evaluate(
-    grpc::CallbackServerContext* context, const v1::EvaluateRequest* request,
-    v1::EvaluateResponse* response) {
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
   const absl::Status status = token_->Check(*context);
   if (!status.ok()) {
-    return RefuseUnary(context, "Evaluate", request->ByteSizeLong(), status, metrics_);
+    return RefuseUnary(context, "Evaluate", request->Length(), status, metrics_);
   }
   return inner_->Evaluate(context, request, response);
 }

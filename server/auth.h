@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "calib/v1/calibration.grpc.pb.h"
+#include "server/calibration_service.h"
 #include "server/server_metrics.h"
 
 namespace calib {
@@ -43,15 +44,15 @@ class BearerToken {
 // Serves `inner` to callers with the token; calls without it end UNAUTHENTICATED at
 // once, logged by the call log and counted in `metrics` like any other call. `inner`,
 // `token` and `metrics` must outlive it.
-class TokenCheckedService final : public v1::CalibrationService::CallbackService {
+class TokenCheckedService final : public CalibrationCallbackService {
  public:
-  TokenCheckedService(v1::CalibrationService::CallbackService* inner,
-                      const BearerToken* token, ServerMetrics* metrics)
+  TokenCheckedService(CalibrationCallbackService* inner, const BearerToken* token,
+                      ServerMetrics* metrics)
       : inner_(inner), token_(token), metrics_(metrics) {}
 
   grpc::ServerUnaryReactor* Evaluate(grpc::CallbackServerContext* context,
-                                     const v1::EvaluateRequest* request,
-                                     v1::EvaluateResponse* response) override;
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
   grpc::ServerReadReactor<v1::EvaluateStreamRequest>* EvaluateStream(
       grpc::CallbackServerContext* context,
       v1::EvaluateStreamResponse* response) override;
@@ -60,7 +61,7 @@ class TokenCheckedService final : public v1::CalibrationService::CallbackService
                                           v1::GetServerInfoResponse* response) override;
 
  private:
-  v1::CalibrationService::CallbackService* const inner_;
+  CalibrationCallbackService* const inner_;
   const BearerToken* const token_;
   ServerMetrics* const metrics_;
 };

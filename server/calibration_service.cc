@@ -72,17 +72,24 @@ void Record(const std::string& method, const CallLog& log, grpc::StatusCode code
 // OnDone; its only work is the task it enqueues, which ends with Finish.
 class EvaluateReactor final : public grpc::ServerUnaryReactor {
  public:
-  EvaluateReactor(grpc::CallbackServerContext* context,
-                  const v1::EvaluateRequest* request, v1::EvaluateResponse* response,
-                  const Shared& shared)
+  EvaluateReactor(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                  grpc::ByteBuffer* response, const Shared& shared)
       : context_(context),
-        request_(request),
         response_(response),
         shared_(shared),
         log_(kMethod, context->peer()) {
-    const uint64_t bytes = request->ByteSizeLong();
+    const uint64_t bytes = request->Length();
     log_.AddBytes(bytes);
     shared_.metrics->Received(kMethod, bytes);
+    // Parsed here, on gRPC's thread, as gRPC parses a typed request; the copy shares
+    // the request's slices.
+    grpc::ByteBuffer copy(*request);
+    if (!grpc::SerializationTraits<v1::EvaluateRequest>::Deserialize(&copy, &request_)
+             .ok()) {
+      End(absl::InvalidArgumentError(
+          "the request does not parse as a calib.v1.EvaluateRequest"));
+      return;
+    }
     shared_.arena->enqueue([this] { End(RunStep(work_, [this] { return Run(); })); });
   }
 
@@ -99,19 +106,28 @@ class EvaluateReactor final : public grpc::ServerUnaryReactor {
   // The evaluation and its admission end with this function, before the call does.
   absl::Status Run() {
     if (context_->IsCancelled()) return CancelledStatus();
-    if (!request_->has_config()) {
+    if (!request_.has_config()) {
       return absl::InvalidArgumentError(
           "config is missing: Evaluate needs a config with num_classes and a batch");
     }
     CALIB_ASSIGN_OR_RETURN(Admission::Ticket ticket, shared_.admission->Admit());
     CALIB_ASSIGN_OR_RETURN(std::unique_ptr<LimitedEvaluator> evaluator,
-                           LimitedEvaluator::Create(request_->config(), shared_.limits));
-    const absl::Status added = evaluator->Add(request_->batch());
+                           LimitedEvaluator::Create(request_.config(), shared_.limits));
+    const absl::Status added = evaluator->Add(request_.batch());
     shared_.metrics->Samples(kMethod, evaluator->samples());
     CALIB_RETURN_IF_ERROR(added);
     if (context_->IsCancelled()) return CancelledStatus();
-    CALIB_ASSIGN_OR_RETURN(*response_->mutable_report(), evaluator->Finish());
-    log_.SetSamples(response_->report().metrics().num_samples());
+    v1::EvaluateResponse response;
+    CALIB_ASSIGN_OR_RETURN(*response.mutable_report(), evaluator->Finish());
+    log_.SetSamples(response.report().metrics().num_samples());
+    bool own_buffer;
+    const grpc::Status serialized =
+        grpc::SerializationTraits<v1::EvaluateResponse>::Serialize(response, response_,
+                                                                   &own_buffer);
+    if (!serialized.ok()) {
+      return absl::InternalError(
+          absl::StrCat("the report does not serialize: ", serialized.error_message()));
+    }
     return absl::OkStatus();
   }
 
@@ -123,8 +139,8 @@ class EvaluateReactor final : public grpc::ServerUnaryReactor {
   }
 
   grpc::CallbackServerContext* const context_;
-  const v1::EvaluateRequest* const request_;
-  v1::EvaluateResponse* const response_;
+  v1::EvaluateRequest request_;
+  grpc::ByteBuffer* const response_;
   const Shared shared_;
   CallLog log_;
   tbb::task_group_context work_{tbb::task_group_context::isolated};
@@ -330,8 +346,8 @@ class EvaluateStreamReactor final
 }  // namespace
 
 grpc::ServerUnaryReactor* CalibrationServiceImpl::Evaluate(
-    grpc::CallbackServerContext* context, const v1::EvaluateRequest* request,
-    v1::EvaluateResponse* response) {
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
   return new EvaluateReactor(context, request, response,
                              Shared{limits_, arena_, admission_, metrics_});
 }

@@ -22,7 +22,13 @@
 
 namespace calib {
 
-class CalibrationServiceImpl final : public v1::CalibrationService::CallbackService {
+// The service with Evaluate's request and response as raw bytes, which the service
+// parses itself: gRPC 1.51 ends a unary call whose request does not parse with
+// UNIMPLEMENTED and no message, before the service sees it.
+using CalibrationCallbackService = v1::CalibrationService::WithRawCallbackMethod_Evaluate<
+    v1::CalibrationService::CallbackService>;
+
+class CalibrationServiceImpl final : public CalibrationCallbackService {
  public:
   // `max_message_bytes` is only reported: the ServerBuilder enforces it.
   CalibrationServiceImpl(const EvaluationLimits& limits, uint64_t max_message_bytes,
@@ -34,9 +40,10 @@ class CalibrationServiceImpl final : public v1::CalibrationService::CallbackServ
         admission_(admission),
         metrics_(metrics) {}
 
+  // A request that does not parse as an EvaluateRequest ends INVALID_ARGUMENT.
   grpc::ServerUnaryReactor* Evaluate(grpc::CallbackServerContext* context,
-                                     const v1::EvaluateRequest* request,
-                                     v1::EvaluateResponse* response) override;
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
   grpc::ServerReadReactor<v1::EvaluateStreamRequest>* EvaluateStream(
       grpc::CallbackServerContext* context,
       v1::EvaluateStreamResponse* response) override;

@@ -291,12 +291,12 @@ MALFORMED = malformed_requests()
 @pytest.mark.parametrize("name", list(MALFORMED))
 def test_malformed_protobuf_bytes(channel, stub, name):
     raw = MALFORMED[name]
-    # Identity serializers: the bytes go on the wire as they are. A unary request that
-    # does not parse never reaches the service: gRPC 1.51's callback API fails it itself,
-    # with UNIMPLEMENTED and no message (grpcpp/impl/codegen/server_callback_handlers.h).
+    # Identity serializers: the bytes go on the wire as they are. calibd parses a unary
+    # request itself (gRPC 1.51 would end it UNIMPLEMENTED with no message).
     unary = channel.unary_unary(SERVICE + "Evaluate")
     code, details = code_of(lambda: unary(raw, timeout=TIMEOUT_S))
-    assert code == C.UNIMPLEMENTED, f"{code}: {details}"
+    assert code == C.INVALID_ARGUMENT, f"{code}: {details}"
+    assert details == "the request does not parse as a calib.v1.EvaluateRequest"
     # In a stream the service sees the failed read, and must not take it for the end of
     # the stream: wherever the bad message comes, the call fails and names it.
     config = pb.EvaluateStreamRequest(

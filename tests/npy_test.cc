@@ -170,6 +170,10 @@ TEST(NpyTest, RejectsBrokenFiles) {
   ExpectRejected("v4.npy", v4, "format version 4");
   std::string cut = NpyBytes(1, Dict("<f8", "(6,)"), f8);
   ExpectRejected("cut.npy", cut.substr(0, 30), "truncated .npy header");
+  // A 2 GiB header length in a version 2 file: refused before anything is allocated.
+  std::string huge = NpyBytes(2, Dict("<f8", "(6,)"), f8);
+  huge[11] = static_cast<char>(0x80);
+  ExpectRejected("huge_header.npy", huge, "a .npy header of 2147483764 bytes; at most 1048576");
   ExpectRejected("nokey.npy", NpyBytes(1, "{'descr': '<f8', 'shape': (6,), }", f8),
                  "lacks one of");
   ExpectRejected("badshape.npy", NpyBytes(1, Dict("<f8", "(-6,)"), f8), "shape holds");
