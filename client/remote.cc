@@ -144,13 +144,15 @@ class BatchMessages {
   BatchMessages(const EvalInput& input, uint64_t rows_per_chunk)
       : input_(input), rows_per_chunk_(rows_per_chunk) {}
 
-  bool done() const { return next_row_ >= input_.rows; }
+  // No rows are one empty batch, so that the server still checks the dtypes.
+  bool done() const { return next_row_ >= input_.rows && batches_ > 0; }
 
   // The next batch; call only while !done(). A read's error names the file.
   absl::StatusOr<grpc::ByteBuffer> Next() {
     const uint64_t row = next_row_;
     const uint64_t rows = std::min(rows_per_chunk_, input_.rows - row);
     next_row_ += rows;
+    ++batches_;
     const uint64_t logits_size = rows * input_.logits_row_bytes();
     const uint64_t labels_size = rows * input_.labels_row_bytes();
     grpc::Slice logits(logits_size);
@@ -207,6 +209,7 @@ class BatchMessages {
   const EvalInput& input_;
   const uint64_t rows_per_chunk_;
   uint64_t next_row_ = 0;
+  uint64_t batches_ = 0;
 };
 
 // One EvaluateStream call on a completion queue of its own (gRPC's callback API was

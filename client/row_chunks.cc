@@ -1,6 +1,7 @@
 #include "client/row_chunks.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "src/status_macros.h"
 
@@ -8,11 +9,15 @@ namespace calib {
 
 RowChunks::RowChunks(const EvalInput& input, uint64_t chunk_bytes)
     : input_(input), rows_per_chunk_(RowsPerChunk(input, chunk_bytes)) {
-  if (input_.rows > 0) StartRead(0, 0);
+  StartRead(0, 0);
 }
 
 RowChunks::~RowChunks() {
-  if (pending_.valid()) pending_.wait();
+  // A deferred read (no thread could be had) has not started and need not run.
+  if (pending_.valid() &&
+      pending_.wait_for(std::chrono::seconds(0)) != std::future_status::deferred) {
+    pending_.wait();
+  }
 }
 
 void RowChunks::StartRead(uint64_t row, int slot) {
@@ -22,12 +27,14 @@ void RowChunks::StartRead(uint64_t row, int slot) {
   buffer.labels.resize(rows * input_.labels_row_bytes());
   next_row_ = row;
   next_slot_ = slot;
-  pending_ = std::async(std::launch::async, [this, row, &buffer]() -> absl::Status {
-    CALIB_RETURN_IF_ERROR(input_.logits.Read(row * input_.logits_row_bytes(),
-                                             buffer.logits.size(), buffer.logits.data()));
-    return input_.labels.Read(row * input_.labels_row_bytes(), buffer.labels.size(),
-                              buffer.labels.data());
-  });
+  // Without a thread to spare, the read is deferred to Next instead of throwing.
+  pending_ = std::async(
+      std::launch::async | std::launch::deferred, [this, row, &buffer]() -> absl::Status {
+        CALIB_RETURN_IF_ERROR(input_.logits.Read(
+            row * input_.logits_row_bytes(), buffer.logits.size(), buffer.logits.data()));
+        return input_.labels.Read(row * input_.labels_row_bytes(), buffer.labels.size(),
+                                  buffer.labels.data());
+      });
 }
 
 absl::StatusOr<bool> RowChunks::Next(std::string_view* logits, std::string_view* labels) {

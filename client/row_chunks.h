@@ -18,7 +18,8 @@ namespace calib {
 
 class RowChunks {
  public:
-  // Chunks of RowsPerChunk(input, chunk_bytes) rows; the last may have fewer.
+  // Chunks of RowsPerChunk(input, chunk_bytes) rows; the last may have fewer. No rows
+  // are one empty chunk, so that the engine still checks the dtypes.
   RowChunks(const EvalInput& input, uint64_t chunk_bytes);
   // Waits for the read in flight.
   ~RowChunks();

@@ -81,10 +81,11 @@ class EvaluateReactor final : public grpc::ServerUnaryReactor {
     const uint64_t bytes = request->Length();
     log_.AddBytes(bytes);
     shared_.metrics->Received(kMethod, bytes);
-    // Parsed here, on gRPC's thread, as gRPC parses a typed request; the copy shares
-    // the request's slices.
-    grpc::ByteBuffer copy(*request);
-    if (!grpc::SerializationTraits<v1::EvaluateRequest>::Deserialize(&copy, &request_)
+    // Parsed here, on gRPC's thread, as gRPC parses a typed request, and in place:
+    // Deserialize frees the wire bytes (a copy of the buffer would keep them alive,
+    // outside the memory budget, until the call ends). gRPC's own buffer is not const.
+    if (!grpc::SerializationTraits<v1::EvaluateRequest>::Deserialize(
+             const_cast<grpc::ByteBuffer*>(request), &request_)
              .ok()) {
       End(absl::InvalidArgumentError(
           "the request does not parse as a calib.v1.EvaluateRequest"));

@@ -47,14 +47,21 @@ absl::Status FitStore::Grow(uint64_t rows) {
     return reservation_->Grow((target - capacity_) * per_row + old_bytes,
                               "the fit store");
   };
-  // Geometric growth keeps the copies linear, and the rows the caller expects need no
-  // copy at all; the exact size is the fallback when the budget has no room for these.
-  uint64_t target =
-      std::min(max_rows_, std::max({rows, capacity_ * 2, kFirstRows, expected_rows_}));
-  absl::Status status = grow_to(target);
-  if (!status.ok() && target > rows) {
-    target = rows;
+  // The rows the caller expects, at the first growth, need no copy at all; geometric
+  // growth keeps the copies linear; the exact size is the fallback when the budget has
+  // no room for these.
+  const uint64_t geometric =
+      std::min(max_rows_, std::max({rows, capacity_ * 2, kFirstRows}));
+  const uint64_t expected = capacity_ == 0
+                                ? std::min(max_rows_, std::max(geometric, expected_rows_))
+                                : geometric;
+  uint64_t target = 0;
+  absl::Status status;
+  for (const uint64_t candidate : {expected, geometric, rows}) {
+    if (candidate == target) continue;
+    target = candidate;
     status = grow_to(target);
+    if (status.ok()) break;
   }
   if (!status.ok()) return status;
   logits_.reserve(target * logit_row_bytes_);

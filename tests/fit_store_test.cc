@@ -235,12 +235,28 @@ TEST(FitStoreTest, ExpectedRowsGetRoomAtTheFirstBatchWithinTheCapAndTheBudget) {
   ASSERT_TRUE(Offer(capped, rows, 10).ok());
   EXPECT_EQ(capped_reservation.bytes(), 100 * (kRowBytes + kExtra));
 
-  // More than the budget allows: the store grows as it would without the hint.
-  MemoryBudget budget(5000, "--memory-budget-bytes");
-  MemoryReservation budget_reservation(&budget);
-  FitStore budgeted(1 << 20, 9, kClasses, 1, kExtra, &budget_reservation, 5000);
-  ASSERT_TRUE(Offer(budgeted, Rows(10), 10).ok());
-  EXPECT_LE(budget.reserved(), 5000u);
+  // More than the budget allows: the store grows as it would without the hint, by
+  // doubling (its rows move as often), not by each batch's rows.
+  uint64_t moves[2] = {0, 0};
+  for (uint64_t hint : {uint64_t{0}, uint64_t{5000}}) {
+    // Room for 2048 rows doubled up to, not for 5000.
+    MemoryBudget budget(200'000, "--memory-budget-bytes");
+    MemoryReservation budget_reservation(&budget);
+    FitStore budgeted(1 << 20, 9, kClasses, 1, kExtra, &budget_reservation, hint);
+    const char* at = nullptr;
+    for (uint64_t begin = 0; begin < 2000; begin += 10) {
+      ASSERT_TRUE(budgeted
+                      .Add(v1::DTYPE_FLOAT32,
+                           reinterpret_cast<const char*>(&rows.logits[begin * kClasses]),
+                           &rows.labels[begin], 10)
+                      .ok());
+      if (budgeted.rows().logits != at) ++moves[hint == 0 ? 0 : 1];
+      at = budgeted.rows().logits;
+    }
+    EXPECT_EQ(KeptIds(budgeted).size(), 2000u);
+  }
+  EXPECT_EQ(moves[1], moves[0]);
+  EXPECT_LE(moves[0], 2u);
 }
 
 TEST(FitStoreTest, ACapBelowOneRowStillKeepsOne) {

@@ -240,6 +240,25 @@ def test_fixture(case, calib_bin, server_address):
     assert not problems, f"{len(problems)} field(s) off the reference:\n{shown}{more}"
 
 
+def test_no_rows_are_checked_like_any_batch(calib_bin, server_address, tmp_path):
+    """Empty files still go to the engine as one empty batch, in process and through
+    calibd alike: int32 logits are refused for their dtype, not for having no rows."""
+    import numpy as np
+    np.save(tmp_path / "logits.npy", np.zeros((0, 3), np.int32))
+    np.save(tmp_path / "labels.npy", np.zeros(0, np.int64))
+    env = {k: v for k, v in os.environ.items() if k != "CALIB_SERVER"}
+    messages = []
+    for extra in ([], ["--server", server_address]):
+        done = subprocess.run(
+            [calib_bin, "eval", "--logits", str(tmp_path / "logits.npy"), "--labels",
+             str(tmp_path / "labels.npy"), *extra],
+            capture_output=True, text=True, timeout=RUN_TIMEOUT_S, env=env)
+        assert done.returncode == 1, done.stderr
+        assert "int32" in done.stderr, done.stderr
+        messages.append(done.stderr.strip().removeprefix("calib: "))
+    assert messages[0] in messages[1], messages
+
+
 def test_fixtures_cover_the_cases():
     """The generator's cases are all here (a missing folder would go unnoticed)."""
     names = set(CASES)

@@ -77,11 +77,16 @@ TEST(RowChunksTest, WholeRowsInOrderEveryByteOnce) {
   EXPECT_EQ(RowsPerChunk(in, 7), 1u);
 }
 
-TEST(RowChunksTest, NoRowsNoChunks) {
+TEST(RowChunksTest, NoRowsAreOneEmptyChunk) {
   const EvalInput in = WriteInput("empty", 0);
   RowChunks chunks(in, 1000);
-  std::string_view z, y;
+  std::string_view z = "x", y = "x";
   auto more = chunks.Next(&z, &y);
+  ASSERT_TRUE(more.ok());
+  EXPECT_TRUE(*more);
+  EXPECT_TRUE(z.empty());
+  EXPECT_TRUE(y.empty());
+  more = chunks.Next(&z, &y);
   ASSERT_TRUE(more.ok());
   EXPECT_FALSE(*more);
 }
@@ -99,6 +104,7 @@ TEST(RowChunksTest, AFileCutShortEndsTheChunksNamingIt) {
   EXPECT_EQ(sizes.size(), 19u);
 }
 
+// Under the sanitizer build (CI), a read still writing into freed buffers would fail.
 TEST(RowChunksTest, StoppingEarlyWaitsForTheReadInFlight) {
   const EvalInput in = WriteInput("early", 1000);
   for (int i = 0; i < 100; ++i) {
