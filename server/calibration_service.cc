@@ -368,6 +368,10 @@ grpc::ServerUnaryReactor* CalibrationServiceImpl::GetServerInfo(
   response->set_max_message_bytes(max_message_bytes_);
   response->set_max_rows(limits_.max_rows);
   response->set_max_classes(limits_.max_classes);
+  response->set_memory_budget_bytes(
+      limits_.stores.budget == nullptr ? 0 : limits_.stores.budget->limit());
+  response->set_fit_store_bytes(limits_.stores.fit_store_bytes);
+  response->set_max_concurrent_evaluations(admission_->limit());
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   log.Write(grpc::StatusCode::OK);

@@ -36,6 +36,10 @@ using ::testing::HasSubstr;
 
 constexpr uint64_t kMaxRows = 1000;
 constexpr uint32_t kMaxClasses = 64;
+// Not the defaults, so that GetServerInfo shows what was asked for.
+constexpr uint64_t kMemoryBudgetBytes = uint64_t{3} << 30;
+constexpr uint64_t kFitStoreBytes = uint64_t{96} << 20;
+constexpr uint64_t kMaxConcurrentEvaluations = 64;
 constexpr uint64_t kMaxMessageBytes = 65536;
 
 template <typename T>
@@ -172,11 +176,14 @@ grpc::Status ListServicesByReflection(const std::shared_ptr<grpc::Channel>& chan
 class CalibrationServiceTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    server_ =
-        CalibdProcess::Start({"--threads", "2", "--max-rows", std::to_string(kMaxRows),
-                              "--max-classes", std::to_string(kMaxClasses),
-                              "--max-message-bytes", std::to_string(kMaxMessageBytes)})
-            .release();
+    server_ = CalibdProcess::Start(
+                  {"--threads", "2", "--max-rows", std::to_string(kMaxRows),
+                   "--max-classes", std::to_string(kMaxClasses), "--max-message-bytes",
+                   std::to_string(kMaxMessageBytes), "--memory-budget-bytes",
+                   std::to_string(kMemoryBudgetBytes), "--fit-store-bytes",
+                   std::to_string(kFitStoreBytes), "--max-concurrent-evaluations",
+                   std::to_string(kMaxConcurrentEvaluations)})
+                  .release();
   }
   static void TearDownTestSuite() {
     // A clean exit after every call above (a sanitizer build reports here too).
@@ -267,6 +274,9 @@ TEST_F(CalibrationServiceTest, GetServerInfoReportsVersionAndLimits) {
   EXPECT_EQ(info.max_message_bytes(), kMaxMessageBytes);
   EXPECT_EQ(info.max_rows(), kMaxRows);
   EXPECT_EQ(info.max_classes(), kMaxClasses);
+  EXPECT_EQ(info.memory_budget_bytes(), kMemoryBudgetBytes);
+  EXPECT_EQ(info.fit_store_bytes(), kFitStoreBytes);
+  EXPECT_EQ(info.max_concurrent_evaluations(), kMaxConcurrentEvaluations);
 }
 
 TEST_F(CalibrationServiceTest, HealthIsServingForServerAndService) {

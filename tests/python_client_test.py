@@ -222,6 +222,10 @@ def test_server_info_and_health(server):
         assert isinstance(info, calib_client.ServerInfo)
         assert re.fullmatch(r"\d+\.\d+\.\d+", info.version)
         assert info.max_message_bytes > 0
+        # calibd's defaults (README, "Limits and memory").
+        assert info.memory_budget_bytes == 1 << 30
+        assert info.fit_store_bytes == 256 << 20
+        assert info.max_concurrent_evaluations == 0
         assert client.health() == "SERVING"
         assert client.health("calib.v1.CalibrationService") == "SERVING"
 

@@ -120,6 +120,9 @@ class ServerInfo(_ProtoView):
     max_message_bytes: int
     max_rows: int
     max_classes: int
+    memory_budget_bytes: int
+    fit_store_bytes: int
+    max_concurrent_evaluations: int
 
 
 _VIEWS = {cls.__name__: cls for cls in (ReliabilityBin, TopKAccuracy, Metrics,
