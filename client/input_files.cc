@@ -11,6 +11,13 @@
 
 namespace calib {
 
+absl::Status EvalInput::ReadRows(uint64_t row, uint64_t count, char* logits_out,
+                                 char* labels_out) const {
+  CALIB_RETURN_IF_ERROR(
+      logits.Read(row * logits_row_bytes(), count * logits_row_bytes(), logits_out));
+  return labels.Read(row * labels_row_bytes(), count * labels_row_bytes(), labels_out);
+}
+
 absl::StatusOr<Array> ReadArrayFile(const std::string& path, bool labels) {
   const std::string lower = absl::AsciiStrToLower(path);
   if (absl::EndsWith(lower, ".npy")) return ReadNpy(path);

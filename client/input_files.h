@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "calib/v1/calibration.pb.h"
 #include "client/array.h"
@@ -25,6 +26,11 @@ struct EvalInput {
 
   uint64_t logits_row_bytes() const { return num_classes * DTypeSize(logits.dtype); }
   uint64_t labels_row_bytes() const { return labels_per_row * DTypeSize(labels.dtype); }
+
+  // Copies rows [row, row + count) to `logits` (count * logits_row_bytes()) and to
+  // `labels` (count * labels_row_bytes()).
+  absl::Status ReadRows(uint64_t row, uint64_t count, char* logits_out,
+                        char* labels_out) const;
 };
 
 // Rows per chunk (a batch message, a read): as many whole rows as fit in `chunk_bytes`

@@ -157,10 +157,7 @@ class BatchMessages {
     const uint64_t labels_size = rows * input_.labels_row_bytes();
     grpc::Slice logits(logits_size);
     grpc::Slice labels(labels_size);
-    CALIB_RETURN_IF_ERROR(input_.logits.Read(row * input_.logits_row_bytes(), logits_size,
-                                             Writable(logits)));
-    CALIB_RETURN_IF_ERROR(input_.labels.Read(row * input_.labels_row_bytes(), labels_size,
-                                             Writable(labels)));
+    CALIB_RETURN_IF_ERROR(input_.ReadRows(row, rows, Writable(logits), Writable(labels)));
 
     // EvaluateStreamRequest{batch = 2: Batch{logits = 1, labels = 2: Tensor}};
     // Tensor{dtype = 1: varint, data = 2: bytes}.

@@ -28,12 +28,9 @@ void RowChunks::StartRead(uint64_t row, int slot) {
   next_row_ = row;
   next_slot_ = slot;
   // Without a thread to spare, the read is deferred to Next instead of throwing.
-  pending_ = std::async(
-      std::launch::async | std::launch::deferred, [this, row, &buffer]() -> absl::Status {
-        CALIB_RETURN_IF_ERROR(input_.logits.Read(
-            row * input_.logits_row_bytes(), buffer.logits.size(), buffer.logits.data()));
-        return input_.labels.Read(row * input_.labels_row_bytes(), buffer.labels.size(),
-                                  buffer.labels.data());
+  pending_ =
+      std::async(std::launch::async | std::launch::deferred, [this, row, rows, &buffer] {
+        return input_.ReadRows(row, rows, buffer.logits.data(), buffer.labels.data());
       });
 }
 

@@ -4,7 +4,9 @@
 // seeds); the reservation covers what is kept and never the rows beyond the cap.
 #include "src/fit_store.h"
 
+#include <algorithm>
 #include <cstring>
+#include <functional>
 #include <set>
 #include <vector>
 
@@ -39,14 +41,18 @@ struct Rows {
   uint64_t size() const { return labels.size(); }
 };
 
-// Offers rows in batches of `batch` rows.
-absl::Status Offer(FitStore& store, const Rows& rows, uint64_t batch) {
-  for (uint64_t begin = 0; begin < rows.size(); begin += batch) {
-    const uint64_t n = std::min(batch, rows.size() - begin);
+// Offers rows [first, end) in batches of `batch` rows, calling after_batch() after each.
+absl::Status Offer(
+    FitStore& store, const Rows& rows, uint64_t batch, uint64_t first = 0,
+    uint64_t end = ~uint64_t{0}, const std::function<void()>& after_batch = [] {}) {
+  end = std::min<uint64_t>(end, rows.size());
+  for (uint64_t begin = first; begin < end; begin += batch) {
+    const uint64_t n = std::min(batch, end - begin);
     absl::Status s = store.Add(
         v1::DTYPE_FLOAT32, reinterpret_cast<const char*>(&rows.logits[begin * kClasses]),
         &rows.labels[begin], n);
     if (!s.ok()) return s;
+    after_batch();
   }
   return absl::OkStatus();
 }
@@ -219,13 +225,7 @@ TEST(FitStoreTest, ExpectedRowsGetRoomAtTheFirstBatchWithinTheCapAndTheBudget) {
   EXPECT_EQ(reservation.bytes(), 5000 * (kRowBytes + kExtra));
   const char* first = store.rows().logits;
   // The rest of the rows, in small batches: no growth, so the rows never move.
-  for (uint64_t begin = 10; begin < 5000; begin += 10) {
-    ASSERT_TRUE(store
-                    .Add(v1::DTYPE_FLOAT32,
-                         reinterpret_cast<const char*>(&rows.logits[begin * kClasses]),
-                         &rows.labels[begin], 10)
-                    .ok());
-  }
+  ASSERT_TRUE(Offer(store, rows, 10, 10).ok());
   EXPECT_EQ(store.rows().logits, first);
   EXPECT_EQ(KeptIds(store), KeptIds(plain));
 
@@ -244,15 +244,10 @@ TEST(FitStoreTest, ExpectedRowsGetRoomAtTheFirstBatchWithinTheCapAndTheBudget) {
     MemoryReservation budget_reservation(&budget);
     FitStore budgeted(1 << 20, 9, kClasses, 1, kExtra, &budget_reservation, hint);
     const char* at = nullptr;
-    for (uint64_t begin = 0; begin < 2000; begin += 10) {
-      ASSERT_TRUE(budgeted
-                      .Add(v1::DTYPE_FLOAT32,
-                           reinterpret_cast<const char*>(&rows.logits[begin * kClasses]),
-                           &rows.labels[begin], 10)
-                      .ok());
-      if (budgeted.rows().logits != at) ++moves[hint == 0 ? 0 : 1];
-      at = budgeted.rows().logits;
-    }
+    ASSERT_TRUE(Offer(budgeted, rows, 10, 0, 2000, [&] {
+                  if (budgeted.rows().logits != at) ++moves[hint == 0 ? 0 : 1];
+                  at = budgeted.rows().logits;
+                }).ok());
     EXPECT_EQ(KeptIds(budgeted).size(), 2000u);
   }
   EXPECT_EQ(moves[1], moves[0]);

@@ -173,7 +173,8 @@ TEST(NpyTest, RejectsBrokenFiles) {
   // A 2 GiB header length in a version 2 file: refused before anything is allocated.
   std::string huge = NpyBytes(2, Dict("<f8", "(6,)"), f8);
   huge[11] = static_cast<char>(0x80);
-  ExpectRejected("huge_header.npy", huge, "a .npy header of 2147483764 bytes; at most 1048576");
+  ExpectRejected("huge_header.npy", huge,
+                 "a .npy header of 2147483764 bytes; at most 1048576");
   ExpectRejected("nokey.npy", NpyBytes(1, "{'descr': '<f8', 'shape': (6,), }", f8),
                  "lacks one of");
   ExpectRejected("badshape.npy", NpyBytes(1, Dict("<f8", "(-6,)"), f8), "shape holds");
