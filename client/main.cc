@@ -47,8 +47,7 @@ absl::StatusOr<v1::Report> EvaluateInProcess(const v1::EvaluationConfig& config,
                                              uint64_t fit_store_bytes) {
   CALIB_ASSIGN_OR_RETURN(
       std::unique_ptr<Evaluator> evaluator,
-      Evaluator::Create(config, StoreLimits{.fit_store_bytes = fit_store_bytes,
-                                            .expected_rows = input.rows}));
+      Evaluator::Create(config, StoreLimits{.fit_store_bytes = fit_store_bytes}));
   RowChunks chunks(input, kInProcessChunkBytes);
   std::string_view logits, labels;
   while (true) {
@@ -82,6 +81,7 @@ absl::Status RunEval(const EvalCommand& command) {
                                        command.config.activation()));
   v1::EvaluationConfig config = command.config;
   config.set_num_classes(input.num_classes);
+  config.set_expected_rows(input.rows);
   CALIB_ASSIGN_OR_RETURN(const ConnectionSecurity security,
                          LoadConnectionSecurity(command.security));
   absl::StatusOr<v1::Report> report =

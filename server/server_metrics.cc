@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "src/huge_pages.h"
 
 namespace calib {
 namespace {
@@ -87,6 +88,10 @@ std::vector<prometheus::MetricFamily> ServerMetrics::Collect() const {
                            "--memory-budget-bytes: the most the evaluations may "
                            "reserve at once (0: no limit)",
                            static_cast<double>(budget_->limit())));
+  families.push_back(Gauge("calib_memory_kept_for_reuse_bytes",
+                           "Freed buffers kept for the next evaluation (lazily freed: "
+                           "the kernel takes them back under memory pressure)",
+                           static_cast<double>(KeptLargeBlockBytes())));
   return families;
 }
 

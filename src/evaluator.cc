@@ -78,7 +78,7 @@ class EvaluatorImpl final : public Evaluator {
       const uint32_t per_row = options.samples_per_row();
       fit_store_.emplace(limits.fit_store_bytes, options.seed, options.num_classes,
                          per_row, kBytesPerSample * per_row, reservation_.get(),
-                         limits.expected_rows);
+                         options.expected_rows);
     }
   }
 

@@ -41,10 +41,6 @@ struct StoreLimits {
   MemoryBudget* budget = nullptr;
   // The fit store's cap (logits and labels); beyond it the fits use a uniform sample.
   uint64_t fit_store_bytes = kDefaultFitStoreBytes;
-  // The rows the caller will send in all, when it knows them (the CLI in process); 0
-  // when not. The fit store then makes room for them (within its cap) at the first
-  // batch, rather than doubling: each doubling copies the kept rows to fresh pages.
-  uint64_t expected_rows = 0;
 };
 
 class Evaluator {

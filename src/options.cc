@@ -79,6 +79,7 @@ absl::StatusOr<Options> ResolveOptions(const v1::EvaluationConfig& config) {
                                                  kMaxBootstrapSamples, " allowed"));
   }
   o.seed = config.seed();
+  o.expected_rows = config.expected_rows();
 
   if (config.confidence_level() != 0) {
     const double level = config.confidence_level();

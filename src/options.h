@@ -37,8 +37,9 @@ struct Options {
   uint32_t bootstrap_samples = 0;
   double confidence_level = kDefaultConfidenceLevel;
   uint64_t seed = 0;
-  bool left_closed = false;  // BIN_EDGES_LEFT_CLOSED
-  bool top_label = false;    // BINARY_RELIABILITY_TOP_LABEL (binary SIGMOID only)
+  uint64_t expected_rows = 0;  // the config's hint, 0 when unknown
+  bool left_closed = false;    // BIN_EDGES_LEFT_CLOSED
+  bool top_label = false;      // BINARY_RELIABILITY_TOP_LABEL (binary SIGMOID only)
 
   bool sigmoid() const { return mode != Mode::kSoftmax; }
   // Samples per row: 1, or K for multi-label.

@@ -4,9 +4,10 @@ RESOURCE_EXHAUSTED naming the limit and the flag; --fit-store-bytes makes the fi
 reservoir and say so; a cancelled stream and an expired Evaluate give back their memory
 reservation and admission (the calib_memory_reserved_bytes and
 calib_evaluations_in_flight gauges return to 0); /metrics counts calls, bytes and
-samples exactly.
+samples exactly; the Python client and the CLI say how many rows they send, so a fit
+store is one block, which calibd keeps for the next fit (calib_memory_kept_for_reuse_bytes).
 
-Needs CALIBD_BIN and PYTHONPATH=<build>/python (ctest sets both).
+Needs CALIBD_BIN, CALIB_BIN and PYTHONPATH=<build>/python (ctest sets them).
 """
 
 import queue
@@ -20,6 +21,7 @@ import grpc
 import numpy as np
 import pytest
 
+import calib_client
 from calib_client import stubs
 from calibd_process import required_env
 
@@ -244,6 +246,35 @@ def test_fit_store_cap_makes_the_fit_use_a_reported_sample(calibd_with):
     assert any("uniform sample of 1000 of the 5000 rows" in w for w in report.warnings)
 
 
+def test_fit_stores_are_sized_by_the_clients_rows_and_reused_call_after_call(
+        calibd_with, tmp_path):
+    server = calibd_with()
+    rows, classes = 900000, 10
+    rng = np.random.default_rng(13)
+    logits = rng.normal(0, 2, size=(rows, classes)).astype(np.float32)
+    labels = rng.integers(0, classes, size=rows)
+    assert server.value("calib_memory_kept_for_reuse_bytes") == 0
+    # The clients send expected_rows, so the fit store is one block of the 36 MB of
+    # logits, rounded up to its size class (36 MiB: steps of 4 MiB from 32 MiB). Grown
+    # by doubling instead, its last block would hold 1.5 million rows (the 64 MiB class).
+    one_store = 9 * (4 << 20)
+    calls = 0
+    for _ in range(2):
+        report = calib_client.evaluate(logits, labels, server.address, fit_temperature=True)
+        calls += 1
+        assert report.temperature_scaling.fit_samples == rows
+        server.wait_for("calib_calls_total", calls, method="EvaluateStream", code="OK")
+        # Kept after the call, and taken again by the next one rather than a second.
+        assert server.value("calib_memory_kept_for_reuse_bytes") == one_store
+    np.save(tmp_path / "logits.npy", logits)
+    np.save(tmp_path / "labels.npy", labels)
+    subprocess.run([required_env("CALIB_BIN"), "eval", "--logits", tmp_path / "logits.npy",
+                    "--labels", tmp_path / "labels.npy", "--fit-temperature", "--server",
+                    server.address, "--json", tmp_path / "report.json"], check=True)
+    server.wait_for("calib_calls_total", calls + 1, method="EvaluateStream", code="OK")
+    assert server.value("calib_memory_kept_for_reuse_bytes") == one_store
+
+
 def test_cancelled_stream_gives_its_memory_and_place_back(calibd_with):
     server = calibd_with()
     config = pb.EvaluationConfig(num_classes=10, fit_temperature=True)
@@ -310,7 +341,10 @@ def test_expired_and_cancelled_evaluates_stop_and_free_their_memory(calibd_with)
         # allocator after a large evaluation); held, the evaluation would be above
         # 1.2e6 * (32 + 44 + 32) bytes = 130 MB. What may stay is the 58 MB request's
         # receive buffers, freed after the trim into the heap calibd keeps for the next
-        # messages (server/main.cc, KeepFreedMemory).
-        assert server.vm_rss_bytes() < baseline + 100e6, (baseline, server.vm_rss_bytes())
+        # messages (server/main.cc, KeepFreedMemory), and the blocks kept for the next
+        # evaluation, lazily freed, which the gauge counts.
+        kept = server.value("calib_memory_kept_for_reuse_bytes")
+        assert server.vm_rss_bytes() < baseline + 100e6 + kept, (
+            baseline, kept, server.vm_rss_bytes())
     report = server.stub.Evaluate(warm, timeout=TIMEOUT_S).report
     assert report.metrics.num_samples == 1000

@@ -1,7 +1,8 @@
 // The Evaluator's bounded stores: beyond --fit-store-bytes the fits use a uniform
 // reservoir, reported in fit_samples and a warning, and give the same bits as a fit on
 // exactly the kept rows (found by an independent Algorithm R) whatever the batch split
-// and thread count; every store is reserved against the budget, which refuses with the
+// and thread count; the config's expected_rows gives the fit store its room at the
+// first batch; every store is reserved against the budget, which refuses with the
 // flag's name and gets every byte back; the heap the evaluation holds stays within its
 // reservation whatever the input size; a cancelled context ends Add and Finish.
 #include <malloc.h>
@@ -151,6 +152,33 @@ TEST(EvaluatorMemoryTest, BeyondTheFitStoreCapTheFitUsesAUniformReservoir) {
   EXPECT_EQ(whole->temperature_scaling().fit_samples(), kRows);
   EXPECT_THAT(whole->warnings(),
               ::testing::Not(::testing::Contains(HasSubstr("uniform sample"))));
+}
+
+TEST(EvaluatorMemoryTest, TheConfigsExpectedRowsReserveTheFitStoreAtTheFirstBatch) {
+  constexpr uint64_t kRows = 5000;
+  const Data d = Random(kRows, 3);
+  uint64_t reserved[2] = {0, 0};
+  v1::Report reports[2];
+  for (const uint64_t hint : {uint64_t{0}, kRows}) {
+    v1::EvaluationConfig config = FitConfig();
+    config.set_expected_rows(hint);
+    MemoryBudget budget(uint64_t{1} << 30, "--memory-budget-bytes");
+    tbb::task_arena arena(2);
+    arena.execute([&] {
+      auto ev = Evaluator::Create(config, {.budget = &budget});
+      ASSERT_TRUE(ev.ok()) << ev.status();
+      ASSERT_TRUE((*ev)->Add(MakeBatch(d, 0, 10)).ok());
+      reserved[hint == 0 ? 0 : 1] = budget.reserved();
+      ASSERT_TRUE((*ev)->Add(MakeBatch(d, 10, kRows)).ok());
+      absl::StatusOr<v1::Report> report = (*ev)->Finish();
+      ASSERT_TRUE(report.ok()) << report.status();
+      reports[hint == 0 ? 0 : 1] = *report;
+    });
+  }
+  // Room for every expected row at once, and not before: the same report.
+  EXPECT_GE(reserved[1] - reserved[0], (kRows - 1024) * kFitRowBytes);
+  EXPECT_TRUE(MessageDifferencer::Equals(reports[0], reports[1]));
+  EXPECT_EQ(reports[1].temperature_scaling().fit_samples(), kRows);
 }
 
 TEST(EvaluatorMemoryTest, PlattScalingUsesTheSameReservoir) {

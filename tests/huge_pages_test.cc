@@ -1,6 +1,7 @@
 // HugePageAllocator: large blocks are 2 MiB-aligned and hold what is written to them;
 // small ones still work; a LargeVector keeps its contents across growth, and resize
-// leaves new elements for the caller to write.
+// leaves new elements for the caller to write; freed blocks of 32 MiB and more are kept
+// up to the limit, newest first, and handed out again for the same size class.
 #include "src/huge_pages.h"
 
 #include <cstdint>
@@ -20,7 +21,7 @@ TEST(HugePagesTest, LargeBlocksAreHugePageAligned) {
     p[0] = 1;
     p[bytes - 1] = 2;
     EXPECT_EQ(p[0] + p[bytes - 1], 3);
-    std::free(p);
+    FreeLarge(p, bytes);
   }
 }
 
@@ -29,7 +30,7 @@ TEST(HugePagesTest, SmallBlocksComeFromMalloc) {
     void* p = AllocateLarge(bytes);
     ASSERT_NE(p, nullptr) << bytes;
     EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % alignof(std::max_align_t), 0u) << bytes;
-    std::free(p);
+    FreeLarge(p, bytes);
   }
 }
 
@@ -45,6 +46,55 @@ TEST(HugePagesTest, LargeVectorKeepsItsContentsAcrossGrowth) {
   EXPECT_EQ(v.back(), before + 9);
   LargeVector<uint64_t> copy(v.begin(), v.begin() + 5);
   EXPECT_EQ(copy, (LargeVector<uint64_t>{0, 1, 2, 3, 4}));
+}
+
+TEST(HugePagesTest, FreedBlocksAreKeptWithinTheLimitForTheSameSizeClass) {
+  constexpr size_t kMiB = size_t{1} << 20;
+  auto allocate = [](size_t bytes) {
+    auto* p = static_cast<unsigned char*>(AllocateLarge(bytes));
+    p[0] = 7;
+    p[bytes - 1] = 9;
+    return p;
+  };
+  // Not asked to: nothing is kept.
+  unsigned char* p = allocate(40 * kMiB);
+  FreeLarge(p, 40 * kMiB);
+  EXPECT_EQ(KeptLargeBlockBytes(), 0u);
+
+  KeepFreedLargeBlocks(100 * kMiB);
+  p = allocate(40 * kMiB);
+  FreeLarge(p, 40 * kMiB);
+  EXPECT_EQ(KeptLargeBlockBytes(), 40 * kMiB);
+  // 37 MiB is in the 40 MiB class (steps of 4 MiB from 32 MiB): the same block, whose
+  // bytes may have been taken back or not, and which holds what is written again.
+  unsigned char* again = allocate(37 * kMiB);
+  EXPECT_EQ(again, p);
+  EXPECT_EQ(KeptLargeBlockBytes(), 0u);
+  EXPECT_EQ(again[0] + again[37 * kMiB - 1], 16);
+  // 41 MiB is the 44 MiB class: a new block.
+  unsigned char* other = allocate(41 * kMiB);
+  EXPECT_NE(other, again);
+  FreeLarge(again, 37 * kMiB);
+  FreeLarge(other, 41 * kMiB);
+  EXPECT_EQ(KeptLargeBlockBytes(), 84 * kMiB);
+  // Of the two, the one of the asked class, though not the newest.
+  EXPECT_EQ(allocate(39 * kMiB), p);
+  FreeLarge(p, 39 * kMiB);
+  // Below 32 MiB glibc's heap keeps them; over the limit they go back at once.
+  unsigned char* small = allocate(30 * kMiB);
+  unsigned char* huge = allocate(120 * kMiB);
+  FreeLarge(small, 30 * kMiB);
+  FreeLarge(huge, 120 * kMiB);
+  EXPECT_EQ(KeptLargeBlockBytes(), 84 * kMiB);
+  // A 64 MiB block makes room by dropping the oldest (40 MiB), then the next (44 MiB).
+  unsigned char* big = allocate(64 * kMiB);
+  FreeLarge(big, 64 * kMiB);
+  EXPECT_EQ(KeptLargeBlockBytes(), 64 * kMiB);
+  EXPECT_EQ(allocate(62 * kMiB), big);  // the 64 MiB class
+  FreeLarge(big, 62 * kMiB);
+  // A lower limit gives back what it no longer allows.
+  KeepFreedLargeBlocks(0);
+  EXPECT_EQ(KeptLargeBlockBytes(), 0u);
 }
 
 }  // namespace

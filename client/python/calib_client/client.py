@@ -166,7 +166,7 @@ class Client:
             fit_temperature=True; unknown names raise TypeError.
         """
         logit_rows = tensors.logits_rows(logits)
-        config = config_options.build_config(logit_rows.per_row, options)
+        config = config_options.build_config(logit_rows.per_row, logit_rows.count, options)
         label_rows = tensors.labels_rows(labels, logit_rows)
         step = self._rows_per_message(logit_rows, label_rows)
 

@@ -1,8 +1,8 @@
 """Keyword options -> calib.v1.EvaluationConfig.
 
-The options are the EvaluationConfig fields themselves (num_classes aside: it comes from
-the logits' last axis), read from the proto's descriptor so that they cannot drift from
-it. Enums take the lower-case tail of their value names: activation="sigmoid" is
+The options are the EvaluationConfig fields themselves (num_classes and expected_rows
+aside: they come from the logits' shape), read from the proto's descriptor so that they
+cannot drift from it. Enums take the lower-case tail of their value names: activation="sigmoid" is
 ACTIVATION_SIGMOID, bin_edges="left_closed" is BIN_EDGES_LEFT_CLOSED. None leaves a
 field at its default (for ignore_index: no label is ignored).
 """
@@ -14,7 +14,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from .stubs import calibration_pb2
 
 _FIELDS = calibration_pb2.EvaluationConfig.DESCRIPTOR.fields_by_name
-OPTIONS = tuple(name for name in _FIELDS if name != "num_classes")
+OPTIONS = tuple(name for name in _FIELDS if name not in ("num_classes", "expected_rows"))
 
 
 def _enum_choices(field: FieldDescriptor) -> dict:
@@ -33,14 +33,15 @@ def _enum_number(name: str, field: FieldDescriptor, value: Any) -> int:
     return choices[key]
 
 
-def build_config(num_classes: int,
+def build_config(num_classes: int, rows: int,
                  options: Mapping[str, Any]) -> "calibration_pb2.EvaluationConfig":
-    """The config for `num_classes` logits per row; TypeError names unknown options."""
+    """The config for `rows` rows of `num_classes` logits; TypeError names unknown
+    options."""
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise TypeError(f"unexpected keyword argument(s) {', '.join(unknown)}; "
                         f"the evaluation options are {', '.join(OPTIONS)}")
-    config = calibration_pb2.EvaluationConfig(num_classes=num_classes)
+    config = calibration_pb2.EvaluationConfig(num_classes=num_classes, expected_rows=rows)
     for name, value in options.items():
         if value is None:
             continue
