@@ -221,18 +221,23 @@ absl::Status RowKernel::AccumulateSoftmax(const RowSource& src, uint64_t begin,
   // in row order.
   constexpr uint64_t kChunk = 256;
   std::vector<SoftmaxRowStats> stats(kChunk);
+  std::vector<int32_t> rank_labels(kChunk, -1);
   std::vector<double> z_label(kChunk), rest(kChunk), gap(kChunk), log_sum(kChunk),
       e_gap(kChunk);
   for (uint64_t first = begin; first < end; first += kChunk) {
     const uint64_t rows = std::min(kChunk, end - first);
+    if (!sums->top_k.empty()) {
+      // kIgnoredLabel is negative: no rank counts for an ignored row.
+      std::copy_n(src.labels + first, rows, rank_labels.begin());
+    }
+    SoftmaxRowsSimd(src.dtype, src.logits + first * row_bytes, rows, c, scale,
+                    rank_labels.data(), stats.data(), first_fit_step);
     for (uint64_t i = 0; i < rows; ++i) {
       const uint64_t r = first + i;
       const char* row = src.logits + r * row_bytes;
       const int32_t label = src.labels[r];
       const bool ignored = label == kIgnoredLabel;
-      SoftmaxRowStats& st = stats[i];
-      SoftmaxRowSimd(src.dtype, row, c, scale,
-                     ignored || sums->top_k.empty() ? -1 : label, &st, first_fit_step);
+      const SoftmaxRowStats& st = stats[i];
       if (!st.finite) {
         // The scalar load finds the first bad value and words the message.
         z.resize(c);
@@ -420,17 +425,24 @@ NllDerivatives RowKernel::TemperatureTerms(const RowSource& src, uint64_t begin,
   std::vector<double> z(c), e(c);
   if (Vectorised()) {
     const size_t row_bytes = size_t{c} * DTypeSize(src.dtype);
-    for (uint64_t r = begin; r < end; ++r) {
-      const int32_t y = src.labels[r];
-      if (y == kIgnoredLabel) continue;
-      const char* row = src.logits + r * row_bytes;
-      TemperatureRowSums t;
-      TemperatureRowSimd(src.dtype, row, c, beta, &t);
-      double z_label;
-      WidenRow(src.dtype, row + size_t(y) * DTypeSize(src.dtype), 1, &z_label);
-      const double gap = z_label - t.max;
-      out.value += std::log1p((t.ties - 1) + t.rest) - beta * gap;
-      AddFitMoments(t.ties + t.rest, t.sum_ez, t.sum_ez2, gap, &out.d1, &out.d2);
+    constexpr uint64_t kChunk = 256;
+    TemperatureRowSums sums[kChunk];
+    for (uint64_t first = begin; first < end; first += kChunk) {
+      const uint64_t rows = std::min(kChunk, end - first);
+      TemperatureRowsSimd(src.dtype, src.logits + first * row_bytes, rows, c, beta,
+                          src.labels + first, sums);
+      for (uint64_t i = 0; i < rows; ++i) {
+        const int32_t y = src.labels[first + i];
+        if (y == kIgnoredLabel) continue;
+        const TemperatureRowSums& t = sums[i];
+        double z_label;
+        WidenRow(src.dtype,
+                 src.logits + (first + i) * row_bytes + size_t(y) * DTypeSize(src.dtype),
+                 1, &z_label);
+        const double gap = z_label - t.max;
+        out.value += std::log1p((t.ties - 1) + t.rest) - beta * gap;
+        AddFitMoments(t.ties + t.rest, t.sum_ez, t.sum_ez2, gap, &out.d1, &out.d2);
+      }
     }
     return out;
   }

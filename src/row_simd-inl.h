@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 
 #include "hwy/contrib/math/math-inl.h"
@@ -330,6 +331,116 @@ void SoftmaxRowT(const char* row, uint32_t c, double scale, int32_t label, bool 
   }
 }
 
+// Rows of up to kNarrowClasses logits go a vector of rows at a time, a row in each lane
+// (widened to double and transposed through a small buffer): a row-at-a-time pass spent
+// most of such a row on its partial vector and six horizontal reductions. Each lane
+// computes what SoftmaxRowT does for its row, from the same e_k, summed in class order.
+constexpr uint32_t kNarrowClasses = 24;
+
+constexpr size_t kMaxDoubleLanes = HWY_MAX_BYTES / sizeof(double);
+
+// Rows first .. first + count of c values, widened, into col[k * lanes + r]: value k of
+// row first + r. Lanes past the last row repeat it; their results are dropped.
+template <class Src>
+HWY_INLINE void TransposeRows(const typename Src::Raw* p, uint64_t first, size_t count,
+                              size_t lanes, uint32_t c, double* col) {
+  for (size_t r = 0; r < lanes; ++r) {
+    const auto* z = p + (first + std::min(r, count - 1)) * c;
+    for (uint32_t k = 0; k < c; ++k) col[k * lanes + r] = Src::Scalar(z + k);
+  }
+}
+
+// Stores the vectors to res[0], res[1], ..., from which each row reads its lane.
+template <class D, class... V>
+HWY_INLINE void StoreEach(D d, double (*res)[kMaxDoubleLanes], V... v) {
+  size_t i = 0;
+  (hn::Store(v, d, res[i++]), ...);
+}
+
+template <class Src>
+void SoftmaxNarrowRowsT(const char* rows, uint64_t n, uint32_t c, double scale,
+                        const int32_t* rank_labels, bool moment2, SoftmaxRowStats* out) {
+  const hn::ScalableTag<double> d;
+  using V = hn::Vec<decltype(d)>;
+  const size_t lanes = hn::Lanes(d);
+  const auto* p = reinterpret_cast<const typename Src::Raw*>(rows);
+  HWY_ALIGN double col[kNarrowClasses * kMaxDoubleLanes];
+  HWY_ALIGN double label_z[kMaxDoubleLanes];
+  HWY_ALIGN double res[11][kMaxDoubleLanes];
+  const V zero = hn::Zero(d), one = hn::Set(d, 1.0), min_arg = hn::Set(d, kMinExpArg);
+  const V scale_v = hn::Set(d, scale);
+  for (uint64_t first = 0; first < n; first += lanes) {
+    const size_t count = static_cast<size_t>(std::min<uint64_t>(lanes, n - first));
+    TransposeRows<Src>(p, first, count, lanes, c, col);
+    for (size_t r = 0; r < lanes; ++r) {
+      const int32_t label = rank_labels[first + std::min(r, count - 1)];
+      // NaN: no rank counts (every comparison with it is false).
+      label_z[r] = label >= 0 ? col[uint32_t(label) * lanes + r]
+                              : std::numeric_limits<double>::quiet_NaN();
+    }
+    V m = hn::Load(d, col), mn = m;
+    auto bad = hn::Not(hn::IsFinite(m));
+    for (uint32_t k = 1; k < c; ++k) {
+      const V v = hn::Load(d, col + k * lanes);
+      m = hn::Max(m, v);
+      mn = hn::Min(mn, v);
+      bad = hn::Or(bad, hn::Not(hn::IsFinite(v)));
+    }
+    const V zl = hn::Load(d, label_z);
+    V rest = zero, sq = zero, ed = zero, ed2 = zero, ties = zero, argmax = zero,
+      above = zero, level = zero;
+    for (uint32_t k = 0; k < c; ++k) {
+      // In a lane with a NaN or an infinity these sums mean nothing (the caller reads
+      // only `finite`); the counts stay small integers all the same.
+      const V v = hn::Load(d, col + k * lanes);
+      const V x = hn::Sub(v, m);
+      V arg = scale == 1 ? x : hn::Mul(x, scale_v);
+      const auto tie = hn::Eq(v, m);
+      argmax = hn::IfThenElse(hn::And(tie, hn::Eq(ties, zero)), hn::Set(d, k), argmax);
+      ties = hn::Add(ties, hn::IfThenElseZero(tie, one));
+      // Below kMinExpArg e is under 1e-307 of the max's 1: dropped, as SoftmaxPass does
+      // for the rows whose range reaches that far (for the others this changes nothing).
+      const auto keep = hn::And(hn::Lt(x, zero), hn::Ge(arg, min_arg));
+      arg = hn::Max(arg, min_arg);
+      const V e = hn::IfThenElseZero(keep, ExpNonPositive(d, arg));
+      rest = hn::Add(rest, e);
+      sq = hn::MulAdd(e, e, sq);
+      ed = hn::MulAdd(e, arg, ed);
+      if (moment2) ed2 = hn::MulAdd(hn::Mul(e, arg), arg, ed2);
+      above = hn::Add(above, hn::IfThenElseZero(hn::Gt(v, zl), one));
+      level = hn::Add(level, hn::IfThenElseZero(hn::Eq(v, zl), one));
+    }
+    StoreEach(d, res, hn::IfThenElseZero(bad, one), m, mn, argmax, ties, rest, sq, ed,
+              ed2, above, level);
+    for (size_t r = 0; r < count; ++r) {
+      SoftmaxRowStats& st = out[first + r];
+      st.finite = res[0][r] == 0;
+      st.max = res[1][r];
+      st.min = res[2][r];
+      st.argmax = static_cast<uint32_t>(res[3][r]);
+      st.ties = static_cast<uint32_t>(res[4][r]);
+      st.rest = res[5][r];
+      st.rest_sq = res[6][r];
+      st.sum_ed = res[7][r];
+      st.sum_ed2 = res[8][r];
+      st.above = static_cast<uint32_t>(res[9][r]);
+      st.level = static_cast<uint32_t>(res[10][r]);
+    }
+  }
+}
+
+template <class Src>
+void SoftmaxRowsT(const char* rows, uint64_t n, uint32_t c, double scale,
+                  const int32_t* rank_labels, bool moment2, SoftmaxRowStats* out) {
+  if (c <= kNarrowClasses) {
+    return SoftmaxNarrowRowsT<Src>(rows, n, c, scale, rank_labels, moment2, out);
+  }
+  const size_t row_bytes = size_t{c} * sizeof(typename Src::Raw);
+  for (uint64_t r = 0; r < n; ++r) {
+    SoftmaxRowT<Src>(rows + r * row_bytes, c, scale, rank_labels[r], moment2, &out[r]);
+  }
+}
+
 // The temperature pass: e = exp(beta z'), z' = z - m; sums of e, e z', e z'^2.
 template <class Src, bool kBounded>
 HWY_NOINLINE void TemperaturePass(const typename Src::Raw* p, uint32_t c,
@@ -403,6 +514,61 @@ void TemperatureRowT(const char* row, uint32_t c, double beta, TemperatureRowSum
   }
 }
 
+// TemperatureRowT for rows of up to kNarrowClasses, a row a lane, as SoftmaxNarrowRowsT.
+template <class Src>
+void TemperatureNarrowRowsT(const char* rows, uint64_t n, uint32_t c, double beta,
+                            TemperatureRowSums* out) {
+  const hn::ScalableTag<double> d;
+  using V = hn::Vec<decltype(d)>;
+  const size_t lanes = hn::Lanes(d);
+  const auto* p = reinterpret_cast<const typename Src::Raw*>(rows);
+  HWY_ALIGN double col[kNarrowClasses * kMaxDoubleLanes];
+  HWY_ALIGN double res[5][kMaxDoubleLanes];
+  const V zero = hn::Zero(d), one = hn::Set(d, 1.0), min_arg = hn::Set(d, kMinExpArg);
+  // As in TemperaturePass: a no-op unless beta * range passes kUnboundedRange.
+  const V min_gap = hn::Set(d, -1e15);
+  const V beta_v = hn::Set(d, beta);
+  for (uint64_t first = 0; first < n; first += lanes) {
+    const size_t count = static_cast<size_t>(std::min<uint64_t>(lanes, n - first));
+    TransposeRows<Src>(p, first, count, lanes, c, col);
+    V m = hn::Load(d, col);
+    for (uint32_t k = 1; k < c; ++k) m = hn::Max(m, hn::Load(d, col + k * lanes));
+    V rest = zero, ez = zero, ez2 = zero, ties = zero;
+    for (uint32_t k = 0; k < c; ++k) {
+      const V x = hn::Max(hn::Sub(hn::Load(d, col + k * lanes), m), min_gap);
+      V arg = hn::Mul(x, beta_v);
+      const auto below = hn::Lt(x, zero);
+      ties = hn::Add(ties, hn::IfThenZeroElse(below, one));
+      const auto keep = hn::And(below, hn::Ge(arg, min_arg));
+      arg = hn::Max(arg, min_arg);
+      const V e = hn::IfThenElseZero(keep, ExpNonPositive(d, arg));
+      rest = hn::Add(rest, e);
+      const V exz = hn::Mul(e, x);
+      ez = hn::Add(ez, exz);
+      ez2 = hn::MulAdd(exz, x, ez2);
+    }
+    StoreEach(d, res, m, ties, rest, ez, ez2);
+    for (size_t r = 0; r < count; ++r) {
+      TemperatureRowSums& t = out[first + r];
+      t.max = res[0][r];
+      t.ties = static_cast<uint32_t>(res[1][r]);
+      t.rest = res[2][r];
+      t.sum_ez = res[3][r];
+      t.sum_ez2 = res[4][r];
+    }
+  }
+}
+
+template <class Src>
+void TemperatureRowsT(const char* rows, uint64_t n, uint32_t c, double beta,
+                      const int32_t* labels, TemperatureRowSums* out) {
+  if (c <= kNarrowClasses) return TemperatureNarrowRowsT<Src>(rows, n, c, beta, out);
+  const size_t row_bytes = size_t{c} * sizeof(typename Src::Raw);
+  for (uint64_t r = 0; r < n; ++r) {
+    if (labels[r] >= 0) TemperatureRowT<Src>(rows + r * row_bytes, c, beta, &out[r]);
+  }
+}
+
 // The Platt terms of n logits against their 0/1 targets, elementwise: x = a z + b,
 // e = exp(-|x|), loss = max(x, 0) - x y + log1p(e). Ignored targets and infinite logits
 // add nothing; a padded tail carries ignored targets.
@@ -470,31 +636,32 @@ void PlattSpanT(const char* logits, const int32_t* targets, uint64_t n, double a
 }
 
 // The per-target entry points that row_simd.cc exports.
-void SoftmaxRowTarget(v1::DType dtype, const char* row, uint32_t c, double scale,
-                      int32_t label, bool moment2, SoftmaxRowStats* out) {
+void SoftmaxRowsTarget(v1::DType dtype, const char* rows, uint64_t n, uint32_t c,
+                       double scale, const int32_t* rank_labels, bool moment2,
+                       SoftmaxRowStats* out) {
   switch (dtype) {
     case v1::DTYPE_FLOAT64:
-      return SoftmaxRowT<SrcF64>(row, c, scale, label, moment2, out);
+      return SoftmaxRowsT<SrcF64>(rows, n, c, scale, rank_labels, moment2, out);
     case v1::DTYPE_FLOAT16:
-      return SoftmaxRowT<SrcF16>(row, c, scale, label, moment2, out);
+      return SoftmaxRowsT<SrcF16>(rows, n, c, scale, rank_labels, moment2, out);
     case v1::DTYPE_BFLOAT16:
-      return SoftmaxRowT<SrcBF16>(row, c, scale, label, moment2, out);
+      return SoftmaxRowsT<SrcBF16>(rows, n, c, scale, rank_labels, moment2, out);
     default:
-      return SoftmaxRowT<SrcF32>(row, c, scale, label, moment2, out);
+      return SoftmaxRowsT<SrcF32>(rows, n, c, scale, rank_labels, moment2, out);
   }
 }
 
-void TemperatureRowTarget(v1::DType dtype, const char* row, uint32_t c, double beta,
-                          TemperatureRowSums* out) {
+void TemperatureRowsTarget(v1::DType dtype, const char* rows, uint64_t n, uint32_t c,
+                           double beta, const int32_t* labels, TemperatureRowSums* out) {
   switch (dtype) {
     case v1::DTYPE_FLOAT64:
-      return TemperatureRowT<SrcF64>(row, c, beta, out);
+      return TemperatureRowsT<SrcF64>(rows, n, c, beta, labels, out);
     case v1::DTYPE_FLOAT16:
-      return TemperatureRowT<SrcF16>(row, c, beta, out);
+      return TemperatureRowsT<SrcF16>(rows, n, c, beta, labels, out);
     case v1::DTYPE_BFLOAT16:
-      return TemperatureRowT<SrcBF16>(row, c, beta, out);
+      return TemperatureRowsT<SrcBF16>(rows, n, c, beta, labels, out);
     default:
-      return TemperatureRowT<SrcF32>(row, c, beta, out);
+      return TemperatureRowsT<SrcF32>(rows, n, c, beta, labels, out);
   }
 }
 

@@ -9,22 +9,25 @@
 #if HWY_ONCE
 namespace calib {
 
-HWY_EXPORT(SoftmaxRowTarget);
-HWY_EXPORT(TemperatureRowTarget);
+HWY_EXPORT(SoftmaxRowsTarget);
+HWY_EXPORT(TemperatureRowsTarget);
 HWY_EXPORT(PlattSpanTarget);
 HWY_EXPORT(SigmoidTermsTarget);
 HWY_EXPORT(SoftmaxFinishTarget);
 HWY_EXPORT(TargetNameT);
 
-void SoftmaxRowSimd(v1::DType dtype, const char* row, uint32_t num_classes, double scale,
-                    int32_t label, SoftmaxRowStats* out, bool moment2) {
-  HWY_DYNAMIC_DISPATCH(SoftmaxRowTarget)
-  (dtype, row, num_classes, scale, label, moment2, out);
+void SoftmaxRowsSimd(v1::DType dtype, const char* rows, uint64_t n, uint32_t num_classes,
+                     double scale, const int32_t* rank_labels, SoftmaxRowStats* out,
+                     bool moment2) {
+  HWY_DYNAMIC_DISPATCH(SoftmaxRowsTarget)
+  (dtype, rows, n, num_classes, scale, rank_labels, moment2, out);
 }
 
-void TemperatureRowSimd(v1::DType dtype, const char* row, uint32_t num_classes,
-                        double beta, TemperatureRowSums* out) {
-  HWY_DYNAMIC_DISPATCH(TemperatureRowTarget)(dtype, row, num_classes, beta, out);
+void TemperatureRowsSimd(v1::DType dtype, const char* rows, uint64_t n,
+                         uint32_t num_classes, double beta, const int32_t* labels,
+                         TemperatureRowSums* out) {
+  HWY_DYNAMIC_DISPATCH(TemperatureRowsTarget)
+  (dtype, rows, n, num_classes, beta, labels, out);
 }
 
 void PlattSpanSimd(v1::DType dtype, const char* logits, const int32_t* targets,

@@ -32,11 +32,14 @@ struct SoftmaxRowStats {
   uint32_t level = 0;
 };
 
-// `row` points to num_classes values of `dtype` (float32, float64, float16, bfloat16),
-// any alignment. `label` < 0: no rank counts. scale > 0. `moment2` fills sum_ed2 when
-// scale == 1 (the raw pass, whose sums give the temperature fit its first step).
-void SoftmaxRowSimd(v1::DType dtype, const char* row, uint32_t num_classes, double scale,
-                    int32_t label, SoftmaxRowStats* out, bool moment2 = false);
+// The stats of n consecutive rows into out[0, n): `rows` points to n * num_classes
+// values of `dtype` (float32, float64, float16, bfloat16), any alignment. For row r,
+// rank_labels[r] is the label to count ranks for, < 0 for none. scale > 0. `moment2`
+// fills sum_ed2 when scale == 1 (the raw pass, whose sums give the temperature fit its
+// first step). A row's stats do not depend on n or on the other rows.
+void SoftmaxRowsSimd(v1::DType dtype, const char* rows, uint64_t n, uint32_t num_classes,
+                     double scale, const int32_t* rank_labels, SoftmaxRowStats* out,
+                     bool moment2 = false);
 
 // The temperature fit's moments of one (finite) row at beta: with z' = z - max z and
 // e_k = exp(beta z'_k), sum e = ties + rest as above, and sum_ez = sum e z',
@@ -49,8 +52,11 @@ struct TemperatureRowSums {
   double sum_ez2 = 0;
 };
 
-void TemperatureRowSimd(v1::DType dtype, const char* row, uint32_t num_classes,
-                        double beta, TemperatureRowSums* out);
+// For n consecutive rows into out[0, n), as SoftmaxRowsSimd; rows whose label is
+// negative (ignored) may be skipped, their sums left as they were.
+void TemperatureRowsSimd(v1::DType dtype, const char* rows, uint64_t n,
+                         uint32_t num_classes, double beta, const int32_t* labels,
+                         TemperatureRowSums* out);
 
 // The Platt fit's sums (platt_fit.h) over n consecutive logits of `dtype` and their
 // targets (0, 1 or kIgnoredLabel, which adds nothing; so do infinite logits), at (a, b).

@@ -65,6 +65,8 @@ Row Encode(v1::DType dtype, const std::vector<double>& values) {
   return row;
 }
 
+constexpr int32_t kNoRank = -1;
+
 void ExpectNear(double actual, long double expected, double rel,
                 const std::string& what) {
   EXPECT_LE(std::abs(actual - expected), rel * std::abs(expected) + 1e-300)
@@ -76,13 +78,11 @@ void ExpectNear(double actual, long double expected, double rel,
 // lane).
 double Tolerance(uint32_t c) { return 6e-13 + c * 0x1p-53; }
 
-void CheckSoftmax(const Row& row, double scale, int32_t label, const std::string& where) {
+// One row's stats against float64 sums computed here.
+void CheckSoftmaxRow(const Row& row, double scale, int32_t label, bool moment2,
+                     const SoftmaxRowStats& st, const std::string& where) {
   const auto& z = row.z;
   const uint32_t c = static_cast<uint32_t>(z.size());
-  SoftmaxRowStats st;
-  // The second moment is asked for (and checked) in the unscaled pass only.
-  const bool moment2 = scale == 1;
-  SoftmaxRowSimd(row.dtype, row.bytes.data(), c, scale, label, &st, moment2);
   ASSERT_TRUE(st.finite) << where;
   const double m = *std::max_element(z.begin(), z.end());
   const uint32_t argmax =
@@ -119,11 +119,33 @@ void CheckSoftmax(const Row& row, double scale, int32_t label, const std::string
   }
 }
 
-void CheckTemperature(const Row& row, double beta, const std::string& where) {
+std::string Concat(const std::vector<Row>& rows) {
+  std::string bytes;
+  for (const Row& row : rows) bytes += row.bytes;
+  return bytes;
+}
+
+// Rows of one dtype and width in one call (a row a lane below kNarrowClasses): each
+// row's stats must be its own, whatever its neighbours.
+void CheckSoftmax(const std::vector<Row>& rows, double scale,
+                  const std::vector<int32_t>& labels, const std::string& where) {
+  const std::string bytes = Concat(rows);
+  const uint32_t c = static_cast<uint32_t>(rows[0].z.size());
+  std::vector<SoftmaxRowStats> stats(rows.size());
+  // The second moment is asked for (and checked) in the unscaled pass only.
+  const bool moment2 = scale == 1;
+  SoftmaxRowsSimd(rows[0].dtype, bytes.data(), rows.size(), c, scale, labels.data(),
+                  stats.data(), moment2);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    CheckSoftmaxRow(rows[i], scale, labels[i], moment2, stats[i],
+                    where + " row " + std::to_string(i));
+  }
+}
+
+void CheckTemperatureRow(const Row& row, double beta, const TemperatureRowSums& t,
+                         const std::string& where) {
   const auto& z = row.z;
   const uint32_t c = static_cast<uint32_t>(z.size());
-  TemperatureRowSums t;
-  TemperatureRowSimd(row.dtype, row.bytes.data(), c, beta, &t);
   const double m = *std::max_element(z.begin(), z.end());
   long double rest = 0, ez = 0, ez2 = 0;
   uint32_t ties = 0;
@@ -145,6 +167,22 @@ void CheckTemperature(const Row& row, double beta, const std::string& where) {
   ExpectNear(t.sum_ez2, ez2, Tolerance(c), where + " sum_ez2");
 }
 
+// As CheckSoftmax: rows in one call, each checked alone; ignored rows (label < 0) have
+// no sums to check.
+void CheckTemperature(const std::vector<Row>& rows, double beta,
+                      const std::vector<int32_t>& labels, const std::string& where) {
+  const std::string bytes = Concat(rows);
+  const uint32_t c = static_cast<uint32_t>(rows[0].z.size());
+  std::vector<TemperatureRowSums> sums(rows.size());
+  TemperatureRowsSimd(rows[0].dtype, bytes.data(), rows.size(), c, beta, labels.data(),
+                      sums.data());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (labels[i] >= 0) {
+      CheckTemperatureRow(rows[i], beta, sums[i], where + " row " + std::to_string(i));
+    }
+  }
+}
+
 // Restores the real CPU's targets however the test ends.
 struct TargetScope {
   explicit TargetScope(int64_t target) { hwy::SetSupportedTargetsForTest(target); }
@@ -163,11 +201,17 @@ TEST(RowKernelTest, EveryTargetMatchesFloat64) {
     std::mt19937_64 rng(7);
     std::vector<uint32_t> sizes;
     for (uint32_t c = 1; c <= 17; ++c) sizes.push_back(c);
-    sizes.push_back(1000);
-    sizes.push_back(50257);
+    // Around the narrow rows' limit, and wide rows.
+    for (uint32_t c : {23u, 24u, 25u, 32u, 33u, 1000u, 50257u}) sizes.push_back(c);
     for (uint32_t c : sizes) {
       for (v1::DType dtype : kDTypes) {
-        for (int kind = 0; kind < 4; ++kind) {
+        // Rows of every kind mixed in one call, 11 or 7 of them: not a whole number of
+        // vectors on any target.
+        std::vector<Row> rows;
+        std::vector<int32_t> labels;
+        const int count = c < 1000 ? 11 : 7;
+        for (int i = 0; i < count; ++i) {
+          const int kind = i % 4;
           std::normal_distribution<double> normal(0, 4);
           std::vector<double> values(c);
           for (double& v : values) v = normal(rng);
@@ -178,18 +222,19 @@ TEST(RowKernelTest, EveryTargetMatchesFloat64) {
           } else if (kind == 3) {  // a very confident row
             values[rng() % c] = 40;
           }
-          const Row row = Encode(dtype, values);
-          const int32_t label = static_cast<int32_t>(rng() % c);
-          const std::string where =
-              std::string(hwy::TargetName(target)) + " C=" + std::to_string(c) +
-              " dtype=" + std::to_string(dtype) + " kind=" + std::to_string(kind);
-          CheckSoftmax(row, 1.0, label, where);
-          CheckSoftmax(row, 0.37, -1, where + " scale 0.37");
-          CheckSoftmax(row, 1e-9, label, where + " scale 1e-9");
-          CheckTemperature(row, 1.0, where);
-          CheckTemperature(row, 3.1, where + " beta 3.1");
-          CheckTemperature(row, 1e-6, where + " beta 1e-6");
+          rows.push_back(Encode(dtype, values));
+          // Every third row without rank counts, and ignored by the temperature pass.
+          labels.push_back(i % 3 == 2 ? -1 : static_cast<int32_t>(rng() % c));
         }
+        const std::string where = std::string(hwy::TargetName(target)) +
+                                  " C=" + std::to_string(c) +
+                                  " dtype=" + std::to_string(dtype);
+        CheckSoftmax(rows, 1.0, labels, where);
+        CheckSoftmax(rows, 0.37, labels, where + " scale 0.37");
+        CheckSoftmax(rows, 1e-9, labels, where + " scale 1e-9");
+        CheckTemperature(rows, 1.0, labels, where);
+        CheckTemperature(rows, 3.1, labels, where + " beta 3.1");
+        CheckTemperature(rows, 1e-6, labels, where + " beta 1e-6");
       }
     }
   }
@@ -209,8 +254,8 @@ TEST(RowKernelTest, ExpIsAccurateOverItsWholeRange) {
       if (x == 0) continue;
       const double values[2] = {0, x};
       SoftmaxRowStats st;
-      SoftmaxRowSimd(v1::DTYPE_FLOAT64, reinterpret_cast<const char*>(values), 2, 1.0, -1,
-                     &st);
+      SoftmaxRowsSimd(v1::DTYPE_FLOAT64, reinterpret_cast<const char*>(values), 1, 2, 1.0,
+                      &kNoRank, &st);
       const long double expected = std::exp(static_cast<long double>(x));
       const double error = static_cast<double>(std::abs((st.rest - expected) / expected));
       if (error > worst) worst = error, worst_x = x;
@@ -392,8 +437,8 @@ TEST(RowKernelTest, HalfMaxAndMinMatchTheDecodedValuesOnEveryTarget) {
                                   " dtype=" + std::to_string(half.dtype) +
                                   " C=" + std::to_string(c);
         SoftmaxRowStats st;
-        SoftmaxRowSimd(half.dtype, reinterpret_cast<const char*>(bits.data()), c, 1.0, -1,
-                       &st);
+        SoftmaxRowsSimd(half.dtype, reinterpret_cast<const char*>(bits.data()), 1, c, 1.0,
+                        &kNoRank, &st);
         ASSERT_TRUE(st.finite) << where;
         EXPECT_EQ(st.max, *std::max_element(values.begin(), values.end())) << where;
         EXPECT_EQ(st.min, *std::min_element(values.begin(), values.end())) << where;
@@ -404,8 +449,8 @@ TEST(RowKernelTest, HalfMaxAndMinMatchTheDecodedValuesOnEveryTarget) {
                              static_cast<uint16_t>(0x8000 | exponent)}) {
           std::vector<uint16_t> with_bad = bits;
           with_bad[rng() % c] = bad;
-          SoftmaxRowSimd(half.dtype, reinterpret_cast<const char*>(with_bad.data()), c,
-                         1.0, -1, &st);
+          SoftmaxRowsSimd(half.dtype, reinterpret_cast<const char*>(with_bad.data()), 1,
+                          c, 1.0, &kNoRank, &st);
           EXPECT_FALSE(st.finite) << where << " with " << bad;
         }
       }
@@ -423,13 +468,20 @@ TEST(RowKernelTest, NonFiniteValuesAreFlaggedOnEveryTarget) {
       for (v1::DType dtype : {v1::DTYPE_FLOAT32, v1::DTYPE_FLOAT64}) {
         for (double bad : kBad) {
           for (uint32_t at : {0u, c / 2, c - 1}) {
-            std::vector<double> values(c, 0.5);
-            values[at] = bad;
-            const Row row = Encode(dtype, values);
-            SoftmaxRowStats st;
-            SoftmaxRowSimd(dtype, row.bytes.data(), c, 1.0, -1, &st);
-            EXPECT_FALSE(st.finite) << hwy::TargetName(target) << " C=" << c << " value "
-                                    << bad << " at " << at;
+            // The bad value in row 4 of 11: only that row is flagged.
+            constexpr int kRows = 11, kBadRow = 4;
+            std::vector<double> values(kRows * c, 0.5);
+            values[kBadRow * c + at] = bad;
+            const Row rows = Encode(dtype, values);
+            const std::vector<int32_t> labels(kRows, kNoRank);
+            std::vector<SoftmaxRowStats> stats(kRows);
+            SoftmaxRowsSimd(dtype, rows.bytes.data(), kRows, c, 1.0, labels.data(),
+                            stats.data());
+            for (int r = 0; r < kRows; ++r) {
+              EXPECT_EQ(stats[r].finite, r != kBadRow)
+                  << hwy::TargetName(target) << " C=" << c << " value " << bad << " at "
+                  << at << " row " << r;
+            }
           }
         }
       }
