@@ -340,13 +340,22 @@ constexpr uint32_t kNarrowClasses = 24;
 constexpr size_t kMaxDoubleLanes = HWY_MAX_BYTES / sizeof(double);
 
 // Rows first .. first + count of c values, widened, into col[k * lanes + r]: value k of
-// row first + r. Lanes past the last row repeat it; their results are dropped.
+// row first + r. Lanes past the last row repeat it; their results are dropped. The rows
+// are one contiguous block, decoded a vector at a time as the other passes load.
 template <class Src>
 HWY_INLINE void TransposeRows(const typename Src::Raw* p, uint64_t first, size_t count,
                               size_t lanes, uint32_t c, double* col) {
+  using Lane = typename Src::Lane;
+  const hn::ScalableTag<Lane> dl;
+  HWY_ALIGN Lane flat[kNarrowClasses * kMaxDoubleLanes];
+  const auto* block = p + first * c;
+  const size_t n = count * c, step = hn::Lanes(dl);
+  size_t i = 0;
+  for (; i + step <= n; i += step) hn::Store(Src::Load(dl, block + i), dl, flat + i);
+  for (; i < n; ++i) flat[i] = Src::Scalar(block + i);
   for (size_t r = 0; r < lanes; ++r) {
-    const auto* z = p + (first + std::min(r, count - 1)) * c;
-    for (uint32_t k = 0; k < c; ++k) col[k * lanes + r] = Src::Scalar(z + k);
+    const Lane* z = flat + std::min(r, count - 1) * c;
+    for (uint32_t k = 0; k < c; ++k) col[k * lanes + r] = z[k];
   }
 }
 
