@@ -52,8 +52,8 @@ class WithoutReflection final : public grpc::ServerBuilderOption {
 
 int Serve(const ServerOptions& options) {
   KeepFreedMemory();
-  // One fit store's block (a size class is at most an eighth over the request), so that
-  // fit after fit writes to mapped pages.
+  // As much as one fit store's block (a size class is at most an eighth over the
+  // request), so that fit after fit writes to mapped pages.
   KeepFreedLargeBlocks(options.fit_store_bytes + options.fit_store_bytes / 8);
   // Files first: a bad certificate, key or token file ends calibd before it listens.
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =

@@ -89,8 +89,9 @@ std::vector<prometheus::MetricFamily> ServerMetrics::Collect() const {
                            "reserve at once (0: no limit)",
                            static_cast<double>(budget_->limit())));
   families.push_back(Gauge("calib_memory_kept_for_reuse_bytes",
-                           "Freed buffers kept for the next evaluation (lazily freed: "
-                           "the kernel takes them back under memory pressure)",
+                           "Freed buffers of 32 MiB and more kept for the next "
+                           "evaluation (lazily freed: the kernel takes them back under "
+                           "memory pressure)",
                            static_cast<double>(KeptLargeBlockBytes())));
   return families;
 }

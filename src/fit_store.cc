@@ -20,6 +20,13 @@ uint64_t Mix(uint64_t x) {
 // The first allocation, so that small rows are not copied at every doubling.
 constexpr uint64_t kFirstRows = 1024;
 
+// The expected rows are a client's word: trusted up to this many times the rows of the
+// first batch, so that a client that claims many rows and sends few holds no more of
+// the budget than it could by sending 128 times what it sent. The clients' first
+// message (4 MiB) times 128 covers the default 256 MiB store with room to spare (64
+// fell just short of it for 1,000-class rows, costing a copy).
+constexpr uint64_t kExpectedPerFirstRow = 128;
+
 // Keeps the reservoir's draws apart from the bootstrap's, which use the same seed.
 constexpr uint64_t kReservoirStream = 0x6669745f73746f72u;  // "fit_stor"
 
@@ -52,9 +59,12 @@ absl::Status FitStore::Grow(uint64_t rows) {
   // no room for these.
   const uint64_t geometric =
       std::min(max_rows_, std::max({rows, capacity_ * 2, kFirstRows}));
-  const uint64_t expected = capacity_ == 0
-                                ? std::min(max_rows_, std::max(geometric, expected_rows_))
-                                : geometric;
+  const uint64_t expected =
+      capacity_ == 0
+          ? std::min(max_rows_,
+                     std::max(geometric,
+                              std::min(expected_rows_, kExpectedPerFirstRow * rows)))
+          : geometric;
   uint64_t target = 0;
   absl::Status status;
   for (const uint64_t candidate : {expected, geometric, rows}) {

@@ -25,7 +25,8 @@ class FitStore {
   // Rows of `num_classes` logits and `labels_per_row` labels. `extra_bytes_per_row` is
   // reserved with each kept row for what the caller later builds from it.
   // `reservation` must outlive the store. With `expected_rows` (0: unknown) the first
-  // growth makes room for that many rows, within the cap, when the reservation allows.
+  // growth makes room for that many rows, within the cap and 128 times the first batch's
+  // rows, when the reservation allows.
   FitStore(uint64_t max_bytes, uint64_t seed, uint32_t num_classes,
            uint32_t labels_per_row, uint64_t extra_bytes_per_row,
            MemoryReservation* reservation, uint64_t expected_rows = 0)

@@ -57,13 +57,14 @@ class KeptBlocks {
 
   // False when the block is not kept: the caller frees it.
   bool Keep(void* p, size_t bytes) {
+    // Not listed yet, so no Take can hand it out meanwhile. A kernel that refuses
+    // MADV_FREE could never take the pages back: then the block is not kept.
+    if (bytes > limit() || madvise(p, bytes, MADV_FREE) != 0) return false;
     std::vector<Block> evicted;
     {
       std::lock_guard lock(mu_);
       if (bytes > limit_) return false;
       Evict(bytes, &evicted);
-      // Lazily freed while the lock is held, so that no Take hands it out before.
-      madvise(p, bytes, MADV_FREE);
       blocks_.push_back({p, bytes});
       held_ += bytes;
     }
@@ -74,6 +75,11 @@ class KeptBlocks {
   size_t held() {
     std::lock_guard lock(mu_);
     return held_;
+  }
+
+  size_t limit() {
+    std::lock_guard lock(mu_);
+    return limit_;
   }
 
  private:

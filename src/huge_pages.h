@@ -23,11 +23,13 @@ void* AllocateLarge(size_t bytes);
 // `bytes` as given to AllocateLarge.
 void FreeLarge(void* p, size_t bytes);
 
-// Freed blocks of 32 MiB and more are kept, up to `bytes` in all (the newest first),
-// rather than unmapped: their pages are handed back with MADV_FREE, which the kernel
-// takes back only under memory pressure, so that the next evaluation's buffer of the same
-// size class is written without a page fault per 2 MiB (each zeroes the page; on a VM
-// that was a quarter of a fitting evaluation in calibd). 0, the default, keeps none.
+// Freed blocks of 32 MiB and more (the fit store's, and the per-sample pairs' and the
+// equal-mass scratch's beyond a million samples or so) are kept, up to `bytes` in all,
+// the oldest dropped first, rather than unmapped: their pages are handed back with
+// MADV_FREE, which the kernel takes back only under memory pressure, so that the next
+// evaluation's buffer of the same size class is written without a page fault per 2 MiB
+// (each zeroes the page; on a VM that was a quarter of a fitting evaluation in calibd).
+// 0, the default, keeps none.
 void KeepFreedLargeBlocks(size_t bytes);
 // The bytes kept now, for calibd's metrics and the tests.
 size_t KeptLargeBlockBytes();

@@ -167,9 +167,10 @@ TEST(EvaluatorMemoryTest, TheConfigsExpectedRowsReserveTheFitStoreAtTheFirstBatc
     arena.execute([&] {
       auto ev = Evaluator::Create(config, {.budget = &budget});
       ASSERT_TRUE(ev.ok()) << ev.status();
-      ASSERT_TRUE((*ev)->Add(MakeBatch(d, 0, 10)).ok());
+      // A first batch of 100 rows: the hint is trusted up to 128 times that.
+      ASSERT_TRUE((*ev)->Add(MakeBatch(d, 0, 100)).ok());
       reserved[hint == 0 ? 0 : 1] = budget.reserved();
-      ASSERT_TRUE((*ev)->Add(MakeBatch(d, 10, kRows)).ok());
+      ASSERT_TRUE((*ev)->Add(MakeBatch(d, 100, kRows)).ok());
       absl::StatusOr<v1::Report> report = (*ev)->Finish();
       ASSERT_TRUE(report.ok()) << report.status();
       reports[hint == 0 ? 0 : 1] = *report;

@@ -221,13 +221,24 @@ TEST(FitStoreTest, ExpectedRowsGetRoomAtTheFirstBatchWithinTheCapAndTheBudget) {
 
   MemoryReservation reservation(nullptr);
   FitStore store(1 << 20, 9, kClasses, 1, kExtra, &reservation, 5000);
-  ASSERT_TRUE(Offer(store, Rows(10), 10).ok());
+  ASSERT_TRUE(Offer(store, Rows(100), 100).ok());
   EXPECT_EQ(reservation.bytes(), 5000 * (kRowBytes + kExtra));
   const char* first = store.rows().logits;
   // The rest of the rows, in small batches: no growth, so the rows never move.
-  ASSERT_TRUE(Offer(store, rows, 10, 10).ok());
+  ASSERT_TRUE(Offer(store, rows, 10, 100).ok());
   EXPECT_EQ(store.rows().logits, first);
   EXPECT_EQ(KeptIds(store), KeptIds(plain));
+
+  // A claim far beyond the first batch is trusted up to 128 times its rows: after 1 row,
+  // the room it would have had anyway (1024 rows); after 20, 2560.
+  for (const uint64_t first_rows : {uint64_t{1}, uint64_t{20}}) {
+    MemoryReservation claimed_reservation(nullptr);
+    FitStore claimed(1 << 20, 9, kClasses, 1, kExtra, &claimed_reservation,
+                     uint64_t{1} << 60);
+    ASSERT_TRUE(Offer(claimed, Rows(first_rows), first_rows).ok());
+    EXPECT_EQ(claimed_reservation.bytes(),
+              std::max<uint64_t>(1024, 128 * first_rows) * (kRowBytes + kExtra));
+  }
 
   // More than the cap holds: room for the cap's rows only.
   MemoryReservation capped_reservation(nullptr);

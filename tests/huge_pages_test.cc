@@ -61,7 +61,7 @@ TEST(HugePagesTest, FreedBlocksAreKeptWithinTheLimitForTheSameSizeClass) {
   FreeLarge(p, 40 * kMiB);
   EXPECT_EQ(KeptLargeBlockBytes(), 0u);
 
-  KeepFreedLargeBlocks(100 * kMiB);
+  KeepFreedLargeBlocks(110 * kMiB);
   p = allocate(40 * kMiB);
   FreeLarge(p, 40 * kMiB);
   EXPECT_EQ(KeptLargeBlockBytes(), 40 * kMiB);
@@ -86,11 +86,14 @@ TEST(HugePagesTest, FreedBlocksAreKeptWithinTheLimitForTheSameSizeClass) {
   FreeLarge(small, 30 * kMiB);
   FreeLarge(huge, 120 * kMiB);
   EXPECT_EQ(KeptLargeBlockBytes(), 84 * kMiB);
-  // A 64 MiB block makes room by dropping the oldest (40 MiB), then the next (44 MiB).
+  // A 64 MiB block makes room by dropping the oldest, now the 44 MiB one (p was kept
+  // again after it): 40 + 64 fit under the 110.
   unsigned char* big = allocate(64 * kMiB);
   FreeLarge(big, 64 * kMiB);
-  EXPECT_EQ(KeptLargeBlockBytes(), 64 * kMiB);
+  EXPECT_EQ(KeptLargeBlockBytes(), 104 * kMiB);
+  EXPECT_EQ(allocate(39 * kMiB), p);
   EXPECT_EQ(allocate(62 * kMiB), big);  // the 64 MiB class
+  FreeLarge(p, 39 * kMiB);
   FreeLarge(big, 62 * kMiB);
   // A lower limit gives back what it no longer allows.
   KeepFreedLargeBlocks(0);
