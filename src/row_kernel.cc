@@ -16,6 +16,8 @@ namespace {
 constexpr double kInf = std::numeric_limits<double>::infinity();
 // How far from 1 a row of probabilities may sum (metrics.md, "Input kinds").
 constexpr double kSumTolerance = 1e-3;
+// Softmax rows per call of the vectorised passes.
+constexpr uint64_t kChunk = 256;
 
 template <typename T>
 void Widen(const char* p, uint32_t n, double* z) {
@@ -219,19 +221,17 @@ absl::Status RowKernel::AccumulateSoftmax(const RowSource& src, uint64_t begin,
   // Rows go in chunks: their passes, then one vectorised log1p and exp for the chunk
   // (a row of few classes spent a fifth of its time in libm's), then each row's figures
   // in row order.
-  constexpr uint64_t kChunk = 256;
   std::vector<SoftmaxRowStats> stats(kChunk);
-  std::vector<int32_t> rank_labels(kChunk, -1);
+  // Ranks are counted for the labels themselves (kIgnoredLabel, negative, asks none).
+  static_assert(kIgnoredLabel < 0);
+  const std::vector<int32_t> no_ranks(kChunk, -1);
   std::vector<double> z_label(kChunk), rest(kChunk), gap(kChunk), log_sum(kChunk),
       e_gap(kChunk);
   for (uint64_t first = begin; first < end; first += kChunk) {
     const uint64_t rows = std::min(kChunk, end - first);
-    if (!sums->top_k.empty()) {
-      // kIgnoredLabel is negative: no rank counts for an ignored row.
-      std::copy_n(src.labels + first, rows, rank_labels.begin());
-    }
     SoftmaxRowsSimd(src.dtype, src.logits + first * row_bytes, rows, c, scale,
-                    rank_labels.data(), stats.data(), first_fit_step);
+                    sums->top_k.empty() ? no_ranks.data() : src.labels + first,
+                    stats.data(), first_fit_step);
     for (uint64_t i = 0; i < rows; ++i) {
       const uint64_t r = first + i;
       const char* row = src.logits + r * row_bytes;
@@ -425,12 +425,10 @@ NllDerivatives RowKernel::TemperatureTerms(const RowSource& src, uint64_t begin,
   std::vector<double> z(c), e(c);
   if (Vectorised()) {
     const size_t row_bytes = size_t{c} * DTypeSize(src.dtype);
-    constexpr uint64_t kChunk = 256;
     TemperatureRowSums sums[kChunk];
     for (uint64_t first = begin; first < end; first += kChunk) {
       const uint64_t rows = std::min(kChunk, end - first);
-      TemperatureRowsSimd(src.dtype, src.logits + first * row_bytes, rows, c, beta,
-                          src.labels + first, sums);
+      TemperatureRowsSimd(src.dtype, src.logits + first * row_bytes, rows, c, beta, sums);
       for (uint64_t i = 0; i < rows; ++i) {
         const int32_t y = src.labels[first + i];
         if (y == kIgnoredLabel) continue;

@@ -570,11 +570,11 @@ void TemperatureNarrowRowsT(const char* rows, uint64_t n, uint32_t c, double bet
 
 template <class Src>
 void TemperatureRowsT(const char* rows, uint64_t n, uint32_t c, double beta,
-                      const int32_t* labels, TemperatureRowSums* out) {
+                      TemperatureRowSums* out) {
   if (c <= kNarrowClasses) return TemperatureNarrowRowsT<Src>(rows, n, c, beta, out);
   const size_t row_bytes = size_t{c} * sizeof(typename Src::Raw);
   for (uint64_t r = 0; r < n; ++r) {
-    if (labels[r] >= 0) TemperatureRowT<Src>(rows + r * row_bytes, c, beta, &out[r]);
+    TemperatureRowT<Src>(rows + r * row_bytes, c, beta, &out[r]);
   }
 }
 
@@ -661,16 +661,16 @@ void SoftmaxRowsTarget(v1::DType dtype, const char* rows, uint64_t n, uint32_t c
 }
 
 void TemperatureRowsTarget(v1::DType dtype, const char* rows, uint64_t n, uint32_t c,
-                           double beta, const int32_t* labels, TemperatureRowSums* out) {
+                           double beta, TemperatureRowSums* out) {
   switch (dtype) {
     case v1::DTYPE_FLOAT64:
-      return TemperatureRowsT<SrcF64>(rows, n, c, beta, labels, out);
+      return TemperatureRowsT<SrcF64>(rows, n, c, beta, out);
     case v1::DTYPE_FLOAT16:
-      return TemperatureRowsT<SrcF16>(rows, n, c, beta, labels, out);
+      return TemperatureRowsT<SrcF16>(rows, n, c, beta, out);
     case v1::DTYPE_BFLOAT16:
-      return TemperatureRowsT<SrcBF16>(rows, n, c, beta, labels, out);
+      return TemperatureRowsT<SrcBF16>(rows, n, c, beta, out);
     default:
-      return TemperatureRowsT<SrcF32>(rows, n, c, beta, labels, out);
+      return TemperatureRowsT<SrcF32>(rows, n, c, beta, out);
   }
 }
 

@@ -24,10 +24,8 @@ void SoftmaxRowsSimd(v1::DType dtype, const char* rows, uint64_t n, uint32_t num
 }
 
 void TemperatureRowsSimd(v1::DType dtype, const char* rows, uint64_t n,
-                         uint32_t num_classes, double beta, const int32_t* labels,
-                         TemperatureRowSums* out) {
-  HWY_DYNAMIC_DISPATCH(TemperatureRowsTarget)
-  (dtype, rows, n, num_classes, beta, labels, out);
+                         uint32_t num_classes, double beta, TemperatureRowSums* out) {
+  HWY_DYNAMIC_DISPATCH(TemperatureRowsTarget)(dtype, rows, n, num_classes, beta, out);
 }
 
 void PlattSpanSimd(v1::DType dtype, const char* logits, const int32_t* targets,

@@ -52,11 +52,9 @@ struct TemperatureRowSums {
   double sum_ez2 = 0;
 };
 
-// For n consecutive rows into out[0, n), as SoftmaxRowsSimd; rows whose label is
-// negative (ignored) may be skipped, their sums left as they were.
+// For n consecutive rows into out[0, n), as SoftmaxRowsSimd.
 void TemperatureRowsSimd(v1::DType dtype, const char* rows, uint64_t n,
-                         uint32_t num_classes, double beta, const int32_t* labels,
-                         TemperatureRowSums* out);
+                         uint32_t num_classes, double beta, TemperatureRowSums* out);
 
 // The Platt fit's sums (platt_fit.h) over n consecutive logits of `dtype` and their
 // targets (0, 1 or kIgnoredLabel, which adds nothing; so do infinite logits), at (a, b).

@@ -2,9 +2,10 @@
 
 The options are the EvaluationConfig fields themselves (num_classes and expected_rows
 aside: they come from the logits' shape), read from the proto's descriptor so that they
-cannot drift from it. Enums take the lower-case tail of their value names: activation="sigmoid" is
-ACTIVATION_SIGMOID, bin_edges="left_closed" is BIN_EDGES_LEFT_CLOSED. None leaves a
-field at its default (for ignore_index: no label is ignored).
+cannot drift from it. Enums take the lower-case tail of their value names:
+activation="sigmoid" is ACTIVATION_SIGMOID, bin_edges="left_closed" is
+BIN_EDGES_LEFT_CLOSED. None leaves a field at its default (for ignore_index: no label is
+ignored).
 """
 
 from typing import Any, Mapping
