@@ -15,7 +15,7 @@
 #include <string>
 
 #include "calib/v1/calibration.grpc.pb.h"
-#include "server/keep_freed_memory.h"
+#include "src/keep_freed_memory.h"
 
 namespace calib {
 namespace {

@@ -20,6 +20,7 @@
 #include "client/report_table.h"
 #include "client/row_chunks.h"
 #include "src/evaluator.h"
+#include "src/keep_freed_memory.h"
 #include "src/options.h"
 #include "src/status_macros.h"
 
@@ -84,6 +85,8 @@ absl::Status RunEval(const EvalCommand& command) {
   config.set_expected_rows(input.rows);
   CALIB_ASSIGN_OR_RETURN(const ConnectionSecurity security,
                          LoadConnectionSecurity(command.security));
+  // The messages' slices are freed as they are sent; kept, the next ones reuse them.
+  if (!command.server.empty()) KeepFreedMemory();
   absl::StatusOr<v1::Report> report =
       command.server.empty()
           ? EvaluateInProcess(config, input, command.fit_store_bytes)

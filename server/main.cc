@@ -26,11 +26,11 @@
 #include "server/admission.h"
 #include "server/auth.h"
 #include "server/calibration_service.h"
-#include "server/keep_freed_memory.h"
 #include "server/server_metrics.h"
 #include "server/server_options.h"
 #include "server/transport.h"
 #include "src/huge_pages.h"
+#include "src/keep_freed_memory.h"
 #include "src/memory_budget.h"
 
 namespace calib {

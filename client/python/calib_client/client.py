@@ -11,6 +11,7 @@ import grpc
 
 from . import config as config_options
 from . import tensors
+from .allocator import keep_freed_blocks
 from .errors import CalibError
 from .report import Report, ServerInfo, from_proto
 from .stubs import calibration_pb2, calibration_pb2_grpc
@@ -169,6 +170,7 @@ class Client:
         config = config_options.build_config(logit_rows.per_row, logit_rows.count, options)
         label_rows = tensors.labels_rows(labels, logit_rows)
         step = self._rows_per_message(logit_rows, label_rows)
+        keep_freed_blocks(step * (logit_rows.row_bytes + label_rows.row_bytes))
 
         def requests():
             yield calibration_pb2.EvaluateStreamRequest(config=config).SerializeToString()
