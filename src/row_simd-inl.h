@@ -15,6 +15,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "hwy/cache_control.h"
 #include "hwy/contrib/math/math-inl.h"
 #include "hwy/highway.h"
 #include "src/labels.h"
@@ -153,6 +154,17 @@ HWY_INLINE V ExpNonPositive(D d, V x) {
   return hn::Mul(p, hn::BitCast(d, scale));
 }
 
+// A row's passes after MaxMin compute from cache, and MaxMin waits on memory with
+// little arithmetic to hide it; so while a pass works on a row it prefetches the next
+// row's values at the same offsets, and the next MaxMin reads them from cache
+// (4,096 x 50,257 float32: 62-64 -> 46-47 ms a row pass).
+template <class Raw>
+HWY_INLINE void PrefetchValues(const Raw* p, size_t count) {
+  constexpr size_t kCacheLine = 64;
+  const char* bytes = reinterpret_cast<const char*>(p);
+  for (size_t b = 0; b < count * sizeof(Raw); b += kCacheLine) hwy::Prefetch(bytes + b);
+}
+
 // Calls body(v, k, valid) for every vector of the row: whole vectors with valid = null,
 // then the last partial one from a copy padded with the row's first value, with `valid`
 // marking its real lanes. `group` whole vectors at a time go to group_body(p + k, k).
@@ -210,7 +222,8 @@ HWY_INLINE void MaxMin(D d, const typename Src::Raw* p, uint32_t c,
 template <class Src, bool kBounded, bool kScaled, bool kRank, bool kMoment2>
 HWY_NOINLINE void SoftmaxPass(const typename Src::Raw* p, uint32_t c,
                               typename Src::Lane m, double scale,
-                              typename Src::Lane z_label, SoftmaxRowStats* out) {
+                              typename Src::Lane z_label, const typename Src::Raw* next,
+                              SoftmaxRowStats* out) {
   using T = double;
   const hn::ScalableTag<T> d;
   using V = hn::Vec<decltype(d)>;
@@ -267,6 +280,7 @@ HWY_NOINLINE void SoftmaxPass(const typename Src::Raw* p, uint32_t c,
   size_t k = 0;
   // Groups of 4 independent vectors keep the exp pipelines busy.
   for (; k + 4 * n <= c; k += 4 * n) {
+    PrefetchValues(next + k, 4 * n);
     const V e0 = step(Src::LoadWide(d, p + k), k, all, false);
     const V e1 = step(Src::LoadWide(d, p + k + n), k + n, all, false);
     const V e2 = step(Src::LoadWide(d, p + k + 2 * n), k + 2 * n, all, false);
@@ -289,33 +303,34 @@ HWY_NOINLINE void SoftmaxPass(const typename Src::Raw* p, uint32_t c,
 
 template <class Src, bool kBounded, bool kScaled, bool kMoment2>
 void SoftmaxPassRank(const typename Src::Raw* p, uint32_t c, typename Src::Lane m,
-                     double scale, int32_t label, SoftmaxRowStats* out) {
+                     double scale, int32_t label, const typename Src::Raw* next,
+                     SoftmaxRowStats* out) {
   if (label >= 0) {
-    SoftmaxPass<Src, kBounded, kScaled, true, kMoment2>(p, c, m, scale,
-                                                        Src::Scalar(p + label), out);
+    SoftmaxPass<Src, kBounded, kScaled, true, kMoment2>(
+        p, c, m, scale, Src::Scalar(p + label), next, out);
   } else {
-    SoftmaxPass<Src, kBounded, kScaled, false, kMoment2>(p, c, m, scale, 0, out);
+    SoftmaxPass<Src, kBounded, kScaled, false, kMoment2>(p, c, m, scale, 0, next, out);
   }
 }
 
 template <class Src, bool kBounded>
 void SoftmaxPassScaled(const typename Src::Raw* p, uint32_t c, typename Src::Lane m,
-                       double scale, int32_t label, bool moment2, SoftmaxRowStats* out) {
+                       double scale, int32_t label, bool moment2,
+                       const typename Src::Raw* next, SoftmaxRowStats* out) {
   if (scale != 1) {
-    SoftmaxPassRank<Src, kBounded, true, false>(p, c, m, scale, label, out);
+    SoftmaxPassRank<Src, kBounded, true, false>(p, c, m, scale, label, next, out);
   } else if (moment2) {
-    SoftmaxPassRank<Src, kBounded, false, true>(p, c, m, scale, label, out);
+    SoftmaxPassRank<Src, kBounded, false, true>(p, c, m, scale, label, next, out);
   } else {
-    SoftmaxPassRank<Src, kBounded, false, false>(p, c, m, scale, label, out);
+    SoftmaxPassRank<Src, kBounded, false, false>(p, c, m, scale, label, next, out);
   }
 }
 
 template <class Src>
-void SoftmaxRowT(const char* row, uint32_t c, double scale, int32_t label, bool moment2,
-                 SoftmaxRowStats* out) {
+void SoftmaxRowT(const typename Src::Raw* p, uint32_t c, double scale, int32_t label,
+                 bool moment2, const typename Src::Raw* next, SoftmaxRowStats* out) {
   using T = typename Src::Lane;
   const hn::ScalableTag<T> d;
-  const auto* p = reinterpret_cast<const typename Src::Raw*>(row);
   T m, mn;
   MaxMin<Src>(d, p, c, &m, &mn);
   out->max = m;
@@ -325,9 +340,9 @@ void SoftmaxRowT(const char* row, uint32_t c, double scale, int32_t label, bool 
     return;
   }
   if ((static_cast<double>(m) - mn) * scale > kUnboundedRange) {
-    SoftmaxPassScaled<Src, true>(p, c, m, scale, label, moment2, out);
+    SoftmaxPassScaled<Src, true>(p, c, m, scale, label, moment2, next, out);
   } else {
-    SoftmaxPassScaled<Src, false>(p, c, m, scale, label, moment2, out);
+    SoftmaxPassScaled<Src, false>(p, c, m, scale, label, moment2, next, out);
   }
 }
 
@@ -444,9 +459,11 @@ void SoftmaxRowsT(const char* rows, uint64_t n, uint32_t c, double scale,
   if (c <= kNarrowClasses) {
     return SoftmaxNarrowRowsT<Src>(rows, n, c, scale, rank_labels, moment2, out);
   }
-  const size_t row_bytes = size_t{c} * sizeof(typename Src::Raw);
-  for (uint64_t r = 0; r < n; ++r) {
-    SoftmaxRowT<Src>(rows + r * row_bytes, c, scale, rank_labels[r], moment2, &out[r]);
+  const auto* p = reinterpret_cast<const typename Src::Raw*>(rows);
+  for (uint64_t r = 0; r < n; ++r, p += c) {
+    // The last row "prefetches" itself: the chunk may end where the batch does.
+    SoftmaxRowT<Src>(p, c, scale, rank_labels[r], moment2, r + 1 < n ? p + c : p,
+                     &out[r]);
   }
 }
 
@@ -454,6 +471,7 @@ void SoftmaxRowsT(const char* rows, uint64_t n, uint32_t c, double scale,
 template <class Src, bool kBounded>
 HWY_NOINLINE void TemperaturePass(const typename Src::Raw* p, uint32_t c,
                                   typename Src::Lane m, double beta,
+                                  const typename Src::Raw* next,
                                   TemperatureRowSums* out) {
   using T = double;
   const hn::ScalableTag<T> d;
@@ -493,6 +511,7 @@ HWY_NOINLINE void TemperaturePass(const typename Src::Raw* p, uint32_t c,
   const auto all = hn::FirstN(d, n);
   size_t k = 0;
   for (; k + 4 * n <= c; k += 4 * n) {
+    PrefetchValues(next + k, 4 * n);
     const V e0 = step(Src::LoadWide(d, p + k), all, false);
     const V e1 = step(Src::LoadWide(d, p + k + n), all, false);
     const V e2 = step(Src::LoadWide(d, p + k + 2 * n), all, false);
@@ -509,17 +528,17 @@ HWY_NOINLINE void TemperaturePass(const typename Src::Raw* p, uint32_t c,
 }
 
 template <class Src>
-void TemperatureRowT(const char* row, uint32_t c, double beta, TemperatureRowSums* out) {
+void TemperatureRowT(const typename Src::Raw* p, uint32_t c, double beta,
+                     const typename Src::Raw* next, TemperatureRowSums* out) {
   using T = typename Src::Lane;
   const hn::ScalableTag<T> d;
-  const auto* p = reinterpret_cast<const typename Src::Raw*>(row);
   T m, mn;
   MaxMin<Src>(d, p, c, &m, &mn);
   out->max = m;
   if ((static_cast<double>(m) - mn) * beta > kUnboundedRange) {
-    TemperaturePass<Src, true>(p, c, m, beta, out);
+    TemperaturePass<Src, true>(p, c, m, beta, next, out);
   } else {
-    TemperaturePass<Src, false>(p, c, m, beta, out);
+    TemperaturePass<Src, false>(p, c, m, beta, next, out);
   }
 }
 
@@ -572,9 +591,9 @@ template <class Src>
 void TemperatureRowsT(const char* rows, uint64_t n, uint32_t c, double beta,
                       TemperatureRowSums* out) {
   if (c <= kNarrowClasses) return TemperatureNarrowRowsT<Src>(rows, n, c, beta, out);
-  const size_t row_bytes = size_t{c} * sizeof(typename Src::Raw);
-  for (uint64_t r = 0; r < n; ++r) {
-    TemperatureRowT<Src>(rows + r * row_bytes, c, beta, &out[r]);
+  const auto* p = reinterpret_cast<const typename Src::Raw*>(rows);
+  for (uint64_t r = 0; r < n; ++r, p += c) {
+    TemperatureRowT<Src>(p, c, beta, r + 1 < n ? p + c : p, &out[r]);
   }
 }
 
