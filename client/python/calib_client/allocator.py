@@ -19,32 +19,22 @@ from typing import Optional
 # glibc's largest dynamic mmap threshold (DEFAULT_MMAP_THRESHOLD_MAX on 64-bit).
 _MAX_BLOCK = 32 << 20
 _raised_to = 0
-_libc: Optional[ctypes.CDLL] = None
 
-
-def _load_libc() -> Optional[ctypes.CDLL]:
-    global _libc
-    if _libc is None:
-        try:
-            libc = ctypes.CDLL(None)
-            libc.malloc.restype = ctypes.c_void_p
-            libc.malloc.argtypes = [ctypes.c_size_t]
-            libc.free.restype = None
-            libc.free.argtypes = [ctypes.c_void_p]
-        except (OSError, AttributeError, TypeError):
-            return None
-        _libc = libc
-    return _libc
+try:
+    _libc: Optional[ctypes.CDLL] = ctypes.CDLL(None)
+    _libc.malloc.restype = ctypes.c_void_p
+    _libc.malloc.argtypes = [ctypes.c_size_t]
+    _libc.free.restype = None
+    _libc.free.argtypes = [ctypes.c_void_p]
+except (OSError, AttributeError):  # no C library to reach, as on Windows
+    _libc = None
 
 
 def keep_freed_blocks(message_bytes: int) -> None:
     """Raises glibc's thresholds for blocks of `message_bytes` (once per size)."""
     global _raised_to
     block = min(2 * message_bytes, _MAX_BLOCK)
-    if block <= _raised_to:
+    if _libc is None or block <= _raised_to:
         return
-    libc = _load_libc()
-    if libc is None:
-        return
-    libc.free(libc.malloc(block))
+    _libc.free(_libc.malloc(block))
     _raised_to = block
