@@ -1,24 +1,31 @@
 #!/usr/bin/python3
-"""Fits the polynomial of src/row_simd-inl.h's ExpNonPositive: e^r = 1 + r + r^2 P(r)
-on |r| <= ln(2) / 4, minimising the largest relative error (Lawson's iteratively
-reweighted least squares, in 40-digit arithmetic with mpmath). Prints the coefficients
-c2..c7 of P, highest last, and the error bound before rounding them to double.
+"""Fits the polynomials of src/row_simd-inl.h's ExpNonPositive: e^r = 1 + r + r^2 P(r)
+on |r| <= ln(2) / (2 * table entries), minimising the largest relative error (Lawson's
+iteratively reweighted least squares, in 40-digit arithmetic with mpmath). Prints the
+coefficients c2.. of P, highest last, and the error bound before rounding them to double.
 
-  /usr/bin/python3 bench/fit_exp_polynomial.py
+  /usr/bin/python3 bench/fit_exp_polynomial.py                # portable: 2 entries, degree 7
+  /usr/bin/python3 bench/fit_exp_polynomial.py --table 16 --degree 5   # AVX-512
 """
+import argparse
+
 import mpmath as mp
 
-DEGREE = 7  # of the whole polynomial; P holds c2..c7
 NODES = 600
 ITERATIONS = 60
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--table", type=int, default=2, help="entries of the 2^(j/n) table")
+    parser.add_argument("--degree", type=int, default=7, help="of the whole polynomial")
+    args = parser.parse_args()
     mp.mp.dps = 40
-    half_width = mp.log(2) / 4
+    half_width = mp.log(2) / (2 * args.table)
     nodes = [half_width * mp.cos(mp.pi * (i + mp.mpf(0.5)) / NODES) for i in range(NODES)]
     nodes += [half_width, -half_width]
-    count = DEGREE - 1
+    count = args.degree - 1
     weights = [mp.mpf(1)] * len(nodes)
     for _ in range(ITERATIONS):
         a = mp.matrix(len(nodes), count)
