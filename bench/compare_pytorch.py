@@ -25,6 +25,10 @@ Temperature fits (--fit-repeats), the logits already in memory for PyTorch:
   LBFGS-SW   LBFGS(lr=1, max_iter=50, line_search_fn="strong_wolfe").
 and the optimum T*: SciPy's bounded minimiser on log T over [1e-12, 1e12], the NLL in
 float64 (xatol 1e-10); |T - T*| / T* is reported for each.
+
+Warm PyTorch alone, the figure the row pass is compared with (the logits already in
+memory, the same metrics over 8 MiB row blocks, --repeats times; JSON with every time):
+  /usr/bin/python3 bench/compare_pytorch.py --worker warm --logits L.npy --labels Y.npy
 """
 
 import argparse
@@ -123,6 +127,25 @@ def worker_metrics(logits_path, labels_path, threads, tuned):
     return {"metrics": sums.result(), "times": _elapsed(start)}
 
 
+def worker_warm(logits_path, labels_path, threads, repeats):
+    import numpy as np
+    import torch
+    torch.set_num_threads(threads)
+    logits, labels = np.load(logits_path), torch.from_numpy(np.load(labels_path))
+    block_rows = max(1, BLOCK_BYTES // (logits.shape[1] * 4))
+    times = []
+    for _ in range(repeats + 1):  # the first warms the allocator and the caches
+        start = time.perf_counter()
+        sums = _Sums(torch)
+        for first in range(0, logits.shape[0], block_rows):
+            sums.add(torch.from_numpy(logits[first:first + block_rows]),
+                     labels[first:first + block_rows])
+        times.append(time.perf_counter() - start)
+    warm = sorted(times[1:])
+    return {"metrics": sums.result(), "cold": times[0], "warm": times[1:],
+            "warm_median": warm[len(warm) // 2]}
+
+
 def worker_fits(logits_path, labels_path, threads):
     import numpy as np
     import torch
@@ -182,6 +205,8 @@ def run_worker(args):
         result = worker_metrics(args.logits, args.labels, args.threads, True)
     elif args.worker == "naive":
         result = worker_metrics(args.logits, args.labels, args.threads, False)
+    elif args.worker == "warm":
+        result = worker_warm(args.logits, args.labels, args.threads, args.repeats)
     elif args.worker == "fits":
         result = worker_fits(args.logits, args.labels, args.threads)
     else:
@@ -290,7 +315,7 @@ def main():
                         help="the shapes of --shapes to fit temperatures on too")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-naive", action="store_true")
-    parser.add_argument("--worker", choices=("metrics", "naive", "fits", "optimum"))
+    parser.add_argument("--worker", choices=("metrics", "naive", "warm", "fits", "optimum"))
     parser.add_argument("--logits")
     parser.add_argument("--labels")
     args = parser.parse_args()
