@@ -117,9 +117,14 @@ using SrcBF16 = SrcHalf<hwy::bfloat16_t, BFloat16ToFloat>;
 constexpr double kMinExpArg = -708;
 constexpr double kUnboundedRange = 700;
 
-// Both exps below reduce x = n * step + r, rounding x / step by adding 1.5 * 2^52, which
-// leaves n in the low bits of t (no float<->int conversions) and n as a double in nf.
-// One FMA reduces x: the rounding error of n * step is below 2^-53 step n.
+// ExpNonPositive: exp(x) for x in [kMinExpArg, 0] in double lanes, to 3e-13 relative
+// (row_kernel_test checks it over the whole range, on every target; the end-to-end tests
+// hold metrics to 1e-9, far above what this moves). Cheaper than hn::Exp, whose
+// |r| <= ln(2) / 2 takes degree 12, since the exp is most of a pass: x = (n / N) ln 2 + r
+// with a table of 2^(j/N) and a polynomial fitted to relative error by
+// bench/fit_exp_polynomial.py. Rounding x / step by adding 1.5 * 2^52 leaves n in the
+// low bits of t (no float<->int conversions) and n as a double in nf; one FMA reduces x,
+// erring by less than 2^-53 step n.
 template <class V>
 struct ExpReduction {
   V t, nf, r;
@@ -141,16 +146,12 @@ HWY_INLINE V ExpMinusOne(D d, V r, const double (&c)[kCount]) {
 }
 
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-// exp(x) for x in [kMinExpArg, 0] in double lanes, to 3e-13 relative (row_kernel_test
-// checks it over the whole range, on every target; the end-to-end tests hold metrics to
-// 1e-9, far above what this moves). Cheaper than hn::Exp, since the exp is most of a
-// pass. With AVX-512 a 16-entry table of 2^(j/16) fits in two registers, one vpermt2pd
-// reads it and vscalefpd applies 2^q: with x = (n / 16) ln 2 + r, |r| <= ln(2)/32, a
-// degree-5 polynomial (bench/fit_exp_polynomial.py --table 16 --degree 5) is within
+// With AVX-512, N = 16: the table fits in two registers, one vpermt2pd reads it (only the
+// low 4 bits of an index count: j = n mod 16) and vscalefpd applies 2^q, q = floor(n /
+// 16). With |r| <= ln(2)/32 a degree-5 polynomial (--table 16 --degree 5) is within
 // 6e-15, and a vector takes 12 operations instead of the portable version's 17 (row pass
-// 100,000 x 1,000 float32 31 -> 26 ms, 4,096 x 50,257 53 -> 43 ms).
-// vpermt2pd reads only the low 4 bits of an index: j = n mod 16, and q = floor(n / 16).
-// Reducing x errs by less than 1.5e-18 n <= 2.5e-14.
+// 100,000 x 1,000 float32 31 -> 26 ms, 4,096 x 50,257 53 -> 43 ms). Reducing x errs by
+// less than 1.5e-18 n <= 2.5e-14.
 template <class D>
 HWY_INLINE hn::Vec<D> ExpNonPositive(D d, hn::Vec<D> x) {
   alignas(64) static constexpr double kPow2[16] = {
@@ -170,14 +171,9 @@ HWY_INLINE hn::Vec<D> ExpNonPositive(D d, hn::Vec<D> x) {
   return hn::Vec<D>{_mm512_scalef_pd(scaled.raw, hn::Mul(nf, hn::Set(d, 1.0 / 16)).raw)};
 }
 #else
-// exp(x) for x in [kMinExpArg, 0] in double lanes, to 3e-13 relative (row_kernel_test
-// checks it over the whole range; the end-to-end tests hold metrics to 1e-9, far above
-// what this moves). Cheaper than hn::Exp, since the exp is most of a pass:
-// x = (n / 2) ln 2 + r with a two-entry table for 2^(n/2), so |r| <= ln(2) / 4 and a
-// degree-7 polynomial (fitted to relative error by bench/fit_exp_polynomial.py)
-// suffices, where hn::Exp's |r| <= ln(2) / 2 takes 12.
-// The table index and the exponent of 2^q come from t's bits by shifts. Reducing x errs
-// by less than 1.2e-17 n <= 2.4e-14.
+// Elsewhere N = 2: |r| <= ln(2) / 4 and a degree-7 polynomial; the table index and the
+// exponent of 2^q come from t's bits by shifts. Reducing x errs by less than
+// 1.2e-17 n <= 2.4e-14.
 template <class D, class V>
 HWY_INLINE V ExpNonPositive(D d, V x) {
   const hn::RebindToUnsigned<D> du;
